@@ -1,0 +1,30 @@
+"""Test-wide settings: no network, offline W&B, GPU tests skipped without a GPU, golden fixtures."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm would otherwise retry the hub for ~50 s
+os.environ.setdefault("WANDB_MODE", "offline")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA device (none here)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def golden_dir() -> Path:
+    """``../shared/golden`` beside the repository; tests using it skip when it is absent."""
+    if not GOLDEN_DIR.is_dir():
+        pytest.skip(f"Detectron2 golden fixtures not found at {GOLDEN_DIR} (../shared is not beside the repo)")
+    return GOLDEN_DIR
