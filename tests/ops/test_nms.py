@@ -245,8 +245,7 @@ def test_without_extension_uses_torchvision():
     assert proc.stdout.split("\n")[0] == "False [1, 2] [1, 0, 2]"
 
 
-def test_torch_compile_fullgraph_uses_fake_kernels(monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "capture_dynamic_output_shape_ops", True)
+def test_torch_compile_fullgraph_uses_fake_kernels(dynamic_output_shapes):
     boxes, scores = proposals(60, seed=2)
     idxs = torch.arange(60) % 3
 

@@ -383,8 +383,7 @@ def test_public_functions_take_the_fallback_without_extension(monkeypatch):
 # --- torch.compile (fake kernels) and autocast -------------------------------------------------
 
 
-def test_compile_fullgraph_uses_fake_kernels(monkeypatch):
-    monkeypatch.setattr(torch._dynamo.config, "capture_dynamic_output_shape_ops", True)
+def test_compile_fullgraph_uses_fake_kernels(dynamic_output_shapes):
 
     def iou_then_nms(boxes, scores):
         iou = torch.ops.detzoo.box_iou_rotated(boxes, boxes)
