@@ -1,0 +1,124 @@
+"""Detectron2 checkpoints → detzoo state dicts.
+
+detzoo's module names mirror Detectron2's (``backbone.bottom_up.res2.0.conv1.norm.weight``,
+``proposal_generator.rpn_head.conv.weight``, ``roi_heads.box_predictor.cls_score.weight``, ...), so
+a Detectron2 model-zoo checkpoint converts by reading it safely, applying the few renames a
+model declares (``DETECTRON2_RENAMES``: ``(regex, replacement)`` pairs) and checking strictly that
+every weight is used, none is missing and every shape matches.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from detzoo.zoo.safe_pickle import load_arrays_pickle
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint's weights do not fit the model (missing, unexpected or misshapen keys)."""
+
+
+def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
+    """The raw ``{name: tensor}`` weights of a Detectron2 ``.pkl`` (model zoo, read with the
+    arrays-only unpickler) or ``.pth`` (``torch.load(weights_only=True)``) checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    if path.suffix == ".pkl":
+        data = load_arrays_pickle(path)
+    else:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise RuntimeError(
+                f"{path} could not be read as a weights-only torch checkpoint: {err}"
+            ) from err
+    if isinstance(data, Mapping) and "model" in data:
+        data = data["model"]
+    if not isinstance(data, Mapping):
+        raise CheckpointMismatchError(
+            f"{path} holds a {type(data).__name__}, not a dict of weights"
+        )
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointMismatchError(
+                f"{path}: entry {name!r} is a {type(value).__name__}, not an array"
+            )
+        out[str(name)] = value
+    return out
+
+
+def rename(
+    weights: Mapping[str, torch.Tensor], renames: Sequence[tuple[str, str]]
+) -> dict[str, torch.Tensor]:
+    """Applies ``(regex, replacement)`` renames in order to every key; drops Detectron2's
+    ``num_batches_tracked`` counters (detzoo's frozen/sync norms have none)."""
+    out = {}
+    for name, value in weights.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        new = name
+        for pattern, repl in renames:
+            new = re.sub(pattern, repl, new)
+        if new in out:
+            raise CheckpointMismatchError(
+                f"two checkpoint keys map to {new!r} (the second is {name!r})"
+            )
+        out[new] = value
+    return out
+
+
+def check_compatible(
+    model: nn.Module, weights: Mapping[str, torch.Tensor], source: str, skip: Sequence[str] = ()
+) -> None:
+    """Raises :class:`CheckpointMismatchError` listing every missing, unexpected or misshapen key
+    (keys matching a regex in ``skip`` are not required)."""
+    expected = model.state_dict()
+    skipped = [re.compile(p) for p in skip]
+
+    def is_skipped(key: str) -> bool:
+        return any(p.search(key) for p in skipped)
+
+    missing = [k for k in expected if k not in weights and not is_skipped(k)]
+    unexpected = [k for k in weights if k not in expected and not is_skipped(k)]
+    misshapen = [
+        f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in weights
+        if k in expected
+        and tuple(weights[k].shape) != tuple(expected[k].shape)
+        and not is_skipped(k)
+    ]
+    if missing or unexpected or misshapen:
+        parts = []
+        for title, keys in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("shape mismatch", misshapen),
+        ):
+            if keys:
+                shown = ", ".join(keys[:10]) + (
+                    f", ... ({len(keys)} in all)" if len(keys) > 10 else ""
+                )
+                parts.append(f"{title}: {shown}")
+        raise CheckpointMismatchError(
+            f"{source} does not fit {type(model).__name__}: "
+            + "; ".join(parts)
+            + ". Is it the checkpoint of this architecture (depth, FPN/C4, heads, num_classes)?"
+        )
+
+
+def load_detectron2_weights(model: nn.Module, path: str | Path) -> None:
+    """Loads a Detectron2 checkpoint into ``model`` strictly (every weight used, none missing)."""
+    weights = rename(read_checkpoint(path), getattr(model, "DETECTRON2_RENAMES", ()))
+    check_compatible(model, weights, str(path))
+    expected = model.state_dict()
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()}, strict=True)

@@ -1,0 +1,120 @@
+"""Helpers for the Detectron2 fidelity tests on ``../shared/golden`` (see its README).
+
+The golden weights are a pure function of each parameter's Detectron2 name and shape; they are
+rebuilt here, checked against ``params.json``, and saved as a Detectron2-format checkpoint
+(``{"model": {name: ndarray}}``) for detzoo's converter.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.ops import box_iou
+
+IMAGES = ("astronaut.png", "coffee.png")  # run as one batch, in this order
+
+
+def golden_value(name: str, shape: list[int]) -> torch.Tensor:
+    """The deterministic value Detectron2 ran with for parameter ``name`` of ``shape``."""
+    g = torch.Generator().manual_seed(zlib.crc32(name.encode("utf-8")))
+    if name.endswith("running_mean"):
+        return 0.1 * torch.randn(shape, generator=g)
+    if name.endswith("running_var"):
+        return 0.5 + torch.rand(shape, generator=g)
+    if len(shape) == 1 and name.endswith("weight"):
+        return 1.0 + 0.1 * torch.randn(shape, generator=g)
+    if len(shape) == 1 and name.endswith("bias"):
+        return 0.1 * torch.randn(shape, generator=g)
+    fan_in = math.prod(shape[1:])
+    gain = (
+        1.0 / 58
+        if "stem" in name
+        else 0.1
+        if ("anchor_deltas" in name or "bbox_pred" in name)
+        else 1.0
+    )
+    return torch.randn(shape, generator=g) * math.sqrt(1.0 / fan_in) * gain
+
+
+def golden_weights(params_json: Path) -> dict[str, np.ndarray]:
+    """Detectron2-named float32 arrays for every entry of ``params.json``, checked against its
+    ``sum`` and ``first`` (relative 1e-6)."""
+    params = json.loads(Path(params_json).read_text())
+    weights = {}
+    for name, spec in params.items():
+        value = golden_value(name, spec["shape"])
+        total = float(value.double().sum())
+        first = float(value.reshape(-1)[0]) if value.numel() else 0.0
+        if "sum" in spec and not math.isclose(total, spec["sum"], rel_tol=1e-6, abs_tol=1e-6):
+            raise AssertionError(f"golden weight {name}: sum {total} != {spec['sum']}")
+        if "first" in spec and not math.isclose(first, spec["first"], rel_tol=1e-6, abs_tol=1e-9):
+            raise AssertionError(f"golden weight {name}: first {first} != {spec['first']}")
+        weights[name] = value.numpy()
+    return weights
+
+
+def golden_images(golden_dir: Path) -> list[torch.Tensor]:
+    """The two photos as uint8 RGB ``[3, H, W]`` tensors."""
+    out = []
+    for name in IMAGES:
+        array = np.asarray(Image.open(golden_dir / "images" / name).convert("RGB"))
+        out.append(torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous())
+    return out
+
+
+def golden_outputs(arch_dir: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """``outputs.pt`` tensors and ``outputs.json``."""
+    tensors = torch.load(arch_dir / "outputs.pt", weights_only=True)
+    meta = json.loads((arch_dir / "outputs.json").read_text())
+    return tensors, meta
+
+
+def match_as_sets(
+    gold_boxes: torch.Tensor,
+    gold_scores: torch.Tensor,
+    ours_boxes: torch.Tensor,
+    ours_scores: torch.Tensor,
+    gold_classes: torch.Tensor | None = None,
+    ours_classes: torch.Tensor | None = None,
+    score_tol: float = 1e-4,
+    box_tol: float = 0.01,
+) -> list[tuple[int, int]]:
+    """The README's rule: every golden instance whose score exceeds the lowest golden score by more
+    than ``score_tol`` must match a detzoo instance of the same class with box IoU >= 0.999, box
+    within ``box_tol`` px and score within ``score_tol``. Returns (golden, ours) index pairs of all
+    matched instances; raises AssertionError describing the first failure."""
+    if len(gold_boxes) == 0:
+        return []
+    iou = box_iou(gold_boxes.double(), ours_boxes.double()) if len(ours_boxes) else None
+    must_match = gold_scores > gold_scores.min() + score_tol
+    pairs, used = [], set()
+    for i in range(len(gold_boxes)):
+        candidates = []
+        if iou is not None:
+            ok = iou[i] >= 0.999
+            if gold_classes is not None:
+                ok &= ours_classes == gold_classes[i]
+            ok &= (ours_scores - gold_scores[i]).abs() <= score_tol
+            ok &= (ours_boxes - gold_boxes[i]).abs().max(dim=1).values <= box_tol
+            candidates = [j for j in torch.nonzero(ok).flatten().tolist() if j not in used]
+        if candidates:
+            j = min(candidates, key=lambda j: float((ours_scores[j] - gold_scores[i]).abs()))
+            used.add(j)
+            pairs.append((i, j))
+        elif must_match[i]:
+            cls = "" if gold_classes is None else f" class {int(gold_classes[i])}"
+            near = "none"
+            if iou is not None and iou.shape[1]:
+                j = int(iou[i].argmax())
+                near = f"box {ours_boxes[j].tolist()} score {float(ours_scores[j]):.6f} IoU {float(iou[i, j]):.6f}"
+            raise AssertionError(
+                f"golden instance {i}{cls} box {gold_boxes[i].tolist()} score {float(gold_scores[i]):.6f} "
+                f"has no detzoo match; nearest: {near}"
+            )
+    return pairs
