@@ -1,5 +1,6 @@
 """nms / batched_nms: against a plain greedy loop written here, torchvision, and the fallback."""
 
+import importlib
 import os
 import subprocess
 import sys
@@ -9,8 +10,10 @@ import pytest
 import torch
 import torchvision
 
-from detzoo.ops import nms as nms_module
 from detzoo.ops.nms import batched_nms, nms
+
+# the module, not the function detzoo.ops re-exports under the same name
+nms_module = importlib.import_module("detzoo.ops.nms")
 
 THRESHOLDS = (0.0, 0.5, 0.7, 1.0)
 DTYPES = (torch.float32, torch.float64)
