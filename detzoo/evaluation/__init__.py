@@ -1,0 +1,24 @@
+"""Evaluation: COCO box/mask AP, LVIS federated AP, keypoint AP, panoptic quality and semantic segmentation metrics.
+
+Every evaluator has ``update(preds, targets)``, ``compute() -> dict[str, float]`` and ``reset()``,
+takes detzoo's prediction and target dicts, gathers its state from all ranks in ``compute()``
+and reports fractions in ``[0, 1]`` under Detectron2's key names.
+"""
+
+from detzoo.evaluation.coco import CocoEvaluator
+from detzoo.evaluation.keypoints import COCO_PERSON_OKS_SIGMAS, KeypointEvaluator
+from detzoo.evaluation.lvis import LVISEvaluator
+from detzoo.evaluation.panoptic import PanopticEvaluator
+from detzoo.evaluation.semantic import SemSegEvaluator
+from detzoo.evaluation.table import format_metrics_table, log_metrics
+
+__all__ = [
+    "COCO_PERSON_OKS_SIGMAS",
+    "CocoEvaluator",
+    "KeypointEvaluator",
+    "LVISEvaluator",
+    "PanopticEvaluator",
+    "SemSegEvaluator",
+    "format_metrics_table",
+    "log_metrics",
+]

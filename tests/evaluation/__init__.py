@@ -1,0 +1,1 @@
+"""Package marker: gives these test modules unique names (``evaluation.test_coco``) beside tests/data."""
