@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-from .test_roi_align import bilinear_ref, make_rois
 
 from detzoo.ops import _ext
 from detzoo.ops.roi_pooling import roi_align
@@ -13,6 +12,8 @@ from detzoo.ops.rotated_roi_pooling import (
     _roi_align_rotated_torch,
     roi_align_rotated,
 )
+
+from .test_roi_align import bilinear_ref, make_rois
 
 
 def roi_align_rotated_ref(input, rois, size, scale, sampling_ratio):
