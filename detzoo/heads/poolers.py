@@ -11,6 +11,7 @@ from torch import nn
 
 from detzoo.config import Recordable
 from detzoo.ops import ROIAlign
+from detzoo.ops.roi_pooling import as_rois
 
 POOLER_TYPES = {"ROIAlign": False, "ROIAlignV2": True}  # name -> ROIAlign `aligned`
 
@@ -30,13 +31,6 @@ def assign_boxes_to_levels(
     sizes = torch.cat([(b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) for b in boxes]).sqrt()
     levels = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size + 1e-8))
     return (torch.clamp(levels, min=min_level, max=max_level) - min_level).to(torch.int64)
-
-
-def boxes_to_rois(boxes: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Per-image boxes ``[R_i, 4]`` → ROIs ``[sum R_i, 5]`` with the image index in column 0."""
-    return torch.cat(
-        [torch.cat([b.new_full((len(b), 1), float(i)), b], dim=1) for i, b in enumerate(boxes)]
-    )
 
 
 class ROIPooler(Recordable, nn.Module):
@@ -93,7 +87,7 @@ class ROIPooler(Recordable, nn.Module):
             raise ValueError(
                 f"ROIPooler has {len(self.level_poolers)} levels, got {len(features)} features"
             )
-        rois = boxes_to_rois(boxes).to(features[0].dtype)
+        rois = as_rois(list(boxes), 4).to(features[0].dtype)
         if len(self.level_poolers) == 1:
             return self.level_poolers[0](features[0], rois)
         levels = assign_boxes_to_levels(

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from detzoo.heads.poolers import ROIPooler, assign_boxes_to_levels, boxes_to_rois
+from detzoo.heads.poolers import ROIPooler, assign_boxes_to_levels
 from detzoo.ops import roi_align
 
 
@@ -17,12 +17,6 @@ def test_level_assignment_hand_computed():
     assert levels.tolist() == [2, 1, 3, 0, 3, 1]  # relative to min_level 2
 
 
-def test_boxes_to_rois():
-    rois = boxes_to_rois([torch.ones(2, 4), torch.zeros(0, 4), 2 * torch.ones(1, 4)])
-    assert rois[:, 0].tolist() == [0.0, 0.0, 2.0]
-    assert rois.shape == (3, 5)
-
-
 def test_pooler_uses_the_assigned_level():
     torch.manual_seed(0)
     scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
@@ -34,7 +28,9 @@ def test_pooler_uses_the_assigned_level():
     pooler = ROIPooler(7, scales, sampling_ratio=0)
     out = pooler(feats, boxes)
     assert out.shape == (3, 3, 7, 7)
-    rois = boxes_to_rois(boxes)
+    rois = torch.cat(
+        [torch.cat([torch.full((len(b), 1), float(i)), b], 1) for i, b in enumerate(boxes)]
+    )
     levels = assign_boxes_to_levels(boxes, 2, 5, 224, 4)
     for i in range(3):
         lvl = int(levels[i])
