@@ -7,6 +7,7 @@ Every op runs through the compiled kernels ``torch.ops.detzoo.*`` when ``detzoo.
 
 from detzoo.ops._ext import HAS_EXT
 from detzoo.ops.nms import batched_nms, nms
+from detzoo.ops.paste_masks import paste_masks_in_image
 from detzoo.ops.roi_pooling import ROIAlign, roi_align
 from detzoo.ops.rotated_boxes import batched_nms_rotated, nms_rotated, pairwise_iou_rotated
 from detzoo.ops.rotated_roi_pooling import ROIAlignRotated, roi_align_rotated
@@ -20,6 +21,7 @@ __all__ = [
     "nms",
     "nms_rotated",
     "pairwise_iou_rotated",
+    "paste_masks_in_image",
     "roi_align",
     "roi_align_rotated",
 ]
