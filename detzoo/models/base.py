@@ -1,0 +1,182 @@
+"""The LightningModule every detzoo detector derives from.
+
+It owns what all algorithms share: input normalisation (with the flip to BGR for caffe/MSRA
+weights) and padding into a batch, the loss bookkeeping of ``training_step`` (every term logged
+as ``train/loss_<name>``, a non-finite term stops training naming it), prediction dicts mapped to
+each image's original size, evaluation hooks and the optimiser/schedule. An algorithm implements
+:meth:`DetectionModel.compute_losses` and :meth:`DetectionModel.detect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import lightning as L
+import torch
+
+from detzoo.config import Recordable, build
+from detzoo.models.postprocess import rescale_detections
+from detzoo.models.solver import Solver
+from detzoo.structures.image_list import ImageList
+
+Batch = tuple[list[torch.Tensor], list[dict]]
+
+
+class DetectionModel(Recordable, L.LightningModule):
+    """Shared base of the detzoo LightningModules.
+
+    Args:
+        pixel_mean, pixel_std: per-channel normalisation, in the channel order the weights expect
+            (``input_format``), on the 0–255 scale.
+        input_format: ``"BGR"`` (Detectron2's MSRA/caffe weights) or ``"RGB"``. Inputs are always
+            RGB; the model flips them itself.
+        size_divisibility: pad the batch to a multiple of this (FPN: 32).
+        solver: optimiser and schedule for ``configure_optimizers``.
+
+    Subclasses call ``super().__init__(...)`` first; their own arguments are recorded (see
+    :mod:`detzoo.config`) and saved as the hyper-parameters, so a checkpoint rebuilds the model.
+    """
+
+    def __init__(
+        self,
+        pixel_mean: Sequence[float] = (103.53, 116.28, 123.675),
+        pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
+        input_format: str = "BGR",
+        size_divisibility: int = 0,
+        solver: Solver | dict | None = None,
+    ):
+        super().__init__()
+        if input_format not in ("BGR", "RGB"):
+            raise ValueError(f"input_format must be 'BGR' or 'RGB', got {input_format!r}")
+        if len(pixel_mean) != 3 or len(pixel_std) != 3:
+            raise ValueError("pixel_mean and pixel_std need 3 values (one per channel)")
+        self.register_buffer(
+            "pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), False
+        )
+        self.register_buffer(
+            "pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False
+        )
+        self.input_format = input_format
+        self.size_divisibility = size_divisibility
+        self.solver = build(solver) if solver is not None else Solver()
+
+    def on_recorded(self) -> None:
+        self.save_hyperparameters(self._detzoo_spec["init_args"], logger=True)
+
+    # ---- the two things an algorithm implements --------------------------------------------
+    def compute_losses(
+        self, images: ImageList, targets: Sequence[Mapping[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms for a normalised, padded batch and its targets (boxes in input pixels)."""
+        raise NotImplementedError
+
+    def detect(self, images: ImageList) -> list[dict[str, torch.Tensor]]:
+        """Detections per image, in the frame of ``images.image_sizes`` (before rescaling)."""
+        raise NotImplementedError
+
+    def test_time_modules(self) -> list:
+        """The modules holding test-time thresholds (``score_thresh``, ``nms_thresh``, ...)."""
+        return []
+
+    def set_test_thresholds(self, **values: float | int | None) -> None:
+        """Sets test-time thresholds (e.g. ``score_thresh=0.3``) on every module that has them, and
+        in the saved hyper-parameters; ``None`` values are left as they are."""
+        for name, value in values.items():
+            if value is None:
+                continue
+            owners = [m for m in self.test_time_modules() if hasattr(m, name)]
+            if not owners:
+                raise ValueError(f"{type(self).__name__} has no test-time setting {name!r}")
+            for module in owners:
+                setattr(module, name, value)
+            if name in self.hparams:
+                self.hparams[name] = value
+
+    # ---- shared machinery ------------------------------------------------------------------
+    def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
+        """RGB 0–255 ``[3, H, W]`` images (uint8 or float) → normalised, padded :class:`ImageList`."""
+        if len(images) == 0:
+            raise ValueError("the model got an empty list of images")
+        out = []
+        for i, image in enumerate(images):
+            if image.dim() != 3 or image.shape[0] != 3:
+                raise ValueError(
+                    f"image {i} has shape {tuple(image.shape)}; expected [3, H, W] RGB"
+                )
+            x = image.to(device=self.pixel_mean.device, dtype=torch.float32)
+            if self.input_format == "BGR":
+                x = x.flip(0)
+            out.append((x - self.pixel_mean) / self.pixel_std)
+        return ImageList.from_tensors(out, self.size_divisibility)
+
+    def forward(
+        self,
+        images: Sequence[torch.Tensor],
+        targets: Sequence[Mapping[str, torch.Tensor]] | None = None,
+        output_sizes: Sequence[tuple[int, int]] | None = None,
+    ):
+        """Training: the loss dict for ``images`` and ``targets``. Eval: one prediction dict per
+        image, at ``output_sizes`` (default: each image's own size; no resizing of inputs)."""
+        batch = self.preprocess(images)
+        if self.training:
+            if targets is None:
+                raise ValueError("training mode needs targets; call model.eval() to predict")
+            return self.compute_losses(batch, [self._training_target(t) for t in targets])
+        detections = self.detect(batch)
+        sizes = output_sizes if output_sizes is not None else batch.image_sizes
+        return [
+            rescale_detections(d, in_size, tuple(int(v) for v in out_size))
+            for d, in_size, out_size in zip(detections, batch.image_sizes, sizes)
+        ]
+
+    def _training_target(self, target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Drops crowd regions (Detectron2 trains without them) and moves tensors to the device."""
+        out = {
+            k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in target.items()
+        }
+        if "iscrowd" in out and len(out["iscrowd"]):
+            keep = out["iscrowd"] == 0
+            n = len(keep)
+            for key, value in list(out.items()):
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.dim() >= 1
+                    and len(value) == n
+                    and key != "iscrowd"
+                ):
+                    out[key] = value[keep]
+            out["iscrowd"] = out["iscrowd"][keep]
+        return out
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        images, targets = batch
+        losses = self(images, targets)
+        for name, value in losses.items():
+            if not torch.isfinite(value).all():
+                raise FloatingPointError(
+                    f"loss term {name} became {value.item()} at step {self.global_step}: training "
+                    f"diverged (all terms: { {k: float(v) for k, v in losses.items()} }); lower the "
+                    f"learning rate or lengthen the warm-up"
+                )
+        total = sum(losses.values())
+        batch_size = len(images)
+        for name, value in losses.items():
+            self.log(f"train/{name}", value, batch_size=batch_size)
+        self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
+        return total
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
+        """Predictions at each image's original size (``orig_size`` of its target when given)."""
+        images, targets = batch
+        sizes = [
+            tuple(t["orig_size"]) if t and "orig_size" in t else tuple(im.shape[-2:])
+            for im, t in zip(images, targets)
+        ]
+        return self(images, output_sizes=sizes)
+
+    def configure_optimizers(self):
+        optimizer, scheduler = self.solver.build(self)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
