@@ -183,32 +183,27 @@ class ROIAlign(nn.Module):
         )
 
 
-if HAS_EXT:
+def register_roi_op(name: str, box_dim: int) -> None:
+    """Fake kernels and autograd for ``detzoo::<name>`` and ``detzoo::_<name>_backward``.
 
-    @torch.library.register_fake("detzoo::roi_align")
-    def _roi_align_fake(
-        input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned
-    ):
-        torch._check(input.dim() == 4, lambda: "roi_align: input must be [B, C, H, W]")
+    Shared by ROIAlign and ROIAlignRotated, whose schemas are
+    ``(input, rois, spatial_scale, pooled_height, pooled_width, *options)`` and
+    ``(grad, rois, spatial_scale, pooled_height, pooled_width, batch, channels, height, width,
+    *options)``; rois are ``[K, 1 + box_dim]``.
+    """
+    backward_op = getattr(torch.ops.detzoo, f"_{name}_backward")
+
+    @torch.library.register_fake(f"detzoo::{name}")
+    def _fake(input, rois, spatial_scale, pooled_height, pooled_width, *options):
+        torch._check(input.dim() == 4, lambda: f"{name}: input must be [B, C, H, W]")
         torch._check(
-            rois.dim() == 2 and rois.shape[1] == 5, lambda: "roi_align: rois must be [K, 5]"
+            rois.dim() == 2 and rois.shape[1] == box_dim + 1,
+            lambda: f"{name}: rois must be [K, {box_dim + 1}]",
         )
         return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
 
-    @torch.library.register_fake("detzoo::_roi_align_backward")
-    def _roi_align_backward_fake(
-        grad,
-        rois,
-        spatial_scale,
-        pooled_height,
-        pooled_width,
-        batch_size,
-        channels,
-        height,
-        width,
-        sampling_ratio,
-        aligned,
-    ):
+    @torch.library.register_fake(f"detzoo::_{name}_backward")
+    def _backward_fake(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels, height, width, *options):  # fmt: skip
         return grad.new_empty((batch_size, channels, height, width))
 
     def _setup_context(ctx, inputs, output) -> None:
@@ -218,11 +213,14 @@ if HAS_EXT:
 
     def _backward(ctx, grad):
         (rois,) = ctx.saved_tensors
-        spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned = ctx.params
-        grad_input = torch.ops.detzoo._roi_align_backward(
-            grad, rois, spatial_scale, pooled_height, pooled_width, *ctx.input_shape,
-            sampling_ratio, aligned,
-        )  # fmt: skip
-        return grad_input, None, None, None, None, None, None
+        spatial_scale, pooled_height, pooled_width, *options = ctx.params
+        grad_input = backward_op(
+            grad, rois, spatial_scale, pooled_height, pooled_width, *ctx.input_shape, *options
+        )
+        return (grad_input, None, *([None] * len(ctx.params)))
 
-    torch.library.register_autograd("detzoo::roi_align", _backward, setup_context=_setup_context)
+    torch.library.register_autograd(f"detzoo::{name}", _backward, setup_context=_setup_context)
+
+
+if HAS_EXT:
+    register_roi_op("roi_align", box_dim=4)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from detzoo.ops._ext import HAS_EXT
-from detzoo.ops.roi_pooling import as_rois, check_input, opmath_dtype, pair
+from detzoo.ops.roi_pooling import as_rois, check_input, opmath_dtype, pair, register_roi_op
 
 __all__ = ["ROIAlignRotated", "roi_align_rotated"]
 
@@ -180,46 +180,4 @@ class ROIAlignRotated(nn.Module):
 
 
 if HAS_EXT:
-
-    @torch.library.register_fake("detzoo::roi_align_rotated")
-    def _roi_align_rotated_fake(
-        input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio
-    ):
-        torch._check(input.dim() == 4, lambda: "roi_align_rotated: input must be [B, C, H, W]")
-        torch._check(
-            rois.dim() == 2 and rois.shape[1] == 6, lambda: "roi_align_rotated: rois must be [K, 6]"
-        )
-        return input.new_empty((rois.shape[0], input.shape[1], pooled_height, pooled_width))
-
-    @torch.library.register_fake("detzoo::_roi_align_rotated_backward")
-    def _roi_align_rotated_backward_fake(
-        grad,
-        rois,
-        spatial_scale,
-        pooled_height,
-        pooled_width,
-        batch_size,
-        channels,
-        height,
-        width,
-        sampling_ratio,
-    ):
-        return grad.new_empty((batch_size, channels, height, width))
-
-    def _setup_context(ctx, inputs, output) -> None:
-        input, rois, *ctx.params = inputs
-        ctx.input_shape = input.shape
-        ctx.save_for_backward(rois)
-
-    def _backward(ctx, grad):
-        (rois,) = ctx.saved_tensors
-        spatial_scale, pooled_height, pooled_width, sampling_ratio = ctx.params
-        grad_input = torch.ops.detzoo._roi_align_rotated_backward(
-            grad, rois, spatial_scale, pooled_height, pooled_width, *ctx.input_shape,
-            sampling_ratio,
-        )  # fmt: skip
-        return grad_input, None, None, None, None, None
-
-    torch.library.register_autograd(
-        "detzoo::roi_align_rotated", _backward, setup_context=_setup_context
-    )
+    register_roi_op("roi_align_rotated", box_dim=5)
