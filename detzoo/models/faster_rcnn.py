@@ -1,0 +1,109 @@
+"""Faster R-CNN (Detectron2's GeneralizedRCNN with box-only ROI heads), FPN or C4."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from detzoo.config import build
+from detzoo.heads.anchors import AnchorGenerator
+from detzoo.heads.box_head import ConvFCHead
+from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
+from detzoo.heads.poolers import ROIPooler
+from detzoo.heads.roi_heads import Res5ROIHeads, StandardROIHeads
+from detzoo.heads.rpn import RPN, RPNHead
+from detzoo.models.rcnn import GeneralizedRCNN
+
+FPN_RPN_LEVELS = ("p2", "p3", "p4", "p5", "p6")
+FPN_ROI_LEVELS = ("p2", "p3", "p4", "p5")
+
+
+def is_fpn(backbone: nn.Module) -> bool:
+    """Whether ``backbone`` outputs an FPN pyramid ``p2``–``p6`` (else a single C4 map ``res4``)."""
+    return all(level in backbone.output_shape() for level in FPN_RPN_LEVELS)
+
+
+def default_rpn(backbone: nn.Module) -> RPN:
+    """Detectron2's RPN for this backbone: FPN (one anchor size per level p2–p6, top-k 2000/1000
+    train, 1000/1000 test) or C4 (five sizes on res4, top-k 12000/2000 train, 6000/1000 test)."""
+    shapes = backbone.output_shape()
+    ratios = [[0.5, 1.0, 2.0]]
+    if is_fpn(backbone):
+        levels = list(FPN_RPN_LEVELS)
+        anchors = AnchorGenerator(
+            [[32], [64], [128], [256], [512]], ratios, [shapes[f].stride for f in levels]
+        )
+        topk = {"pre_nms_topk": (2000, 1000), "post_nms_topk": (1000, 1000)}
+    else:
+        levels = ["res4"]
+        anchors = AnchorGenerator([[32, 64, 128, 256, 512]], ratios, [shapes["res4"].stride])
+        topk = {"pre_nms_topk": (12000, 6000), "post_nms_topk": (2000, 1000)}
+    channels = shapes[levels[0]].channels
+    head = RPNHead(channels, anchors.num_anchors_per_cell[0])
+    return RPN(levels, head, anchors, **topk)
+
+
+def default_box_predictor(in_features: int, num_classes: int) -> FastRCNNOutputLayers:
+    return FastRCNNOutputLayers(in_features, num_classes)
+
+
+def default_roi_heads(backbone: nn.Module, num_classes: int) -> nn.Module:
+    """Detectron2's ROI heads: FPN — 7×7 ROIAlignV2 pooling on p2–p5, two 1024-d FCs; C4 — 14×14
+    pooling on res4 and the ``res5`` stage (built by the backbone's ``make_res5_head``)."""
+    shapes = backbone.output_shape()
+    if is_fpn(backbone):
+        levels = list(FPN_ROI_LEVELS)
+        pooler = ROIPooler(7, [1.0 / shapes[f].stride for f in levels], sampling_ratio=0)
+        head = ConvFCHead((shapes[levels[0]].channels, 7, 7), conv_dims=(), fc_dims=(1024, 1024))
+        return StandardROIHeads(
+            levels, pooler, head, default_box_predictor(head.output_size, num_classes)
+        )
+    if not hasattr(backbone, "make_res5_head"):
+        raise ValueError(
+            f"a C4 Faster R-CNN needs a ResNet backbone (it runs res5 in the ROI head); "
+            f"{type(backbone).__name__} has no make_res5_head(). Use an FPN backbone instead."
+        )
+    res5, channels = backbone.make_res5_head()
+    pooler = ROIPooler(14, [1.0 / shapes["res4"].stride], sampling_ratio=0)
+    return Res5ROIHeads(["res4"], pooler, res5, default_box_predictor(channels, num_classes))
+
+
+class FasterRCNN(GeneralizedRCNN):
+    """Faster R-CNN as a LightningModule.
+
+    Args:
+        backbone: e.g. ``FPN(ResNet(depth=50), ...)`` (FPN model) or ``ResNet(depth=50,
+            out_features=["res4"])`` (C4 model), or any detzoo backbone with p2–p6 outputs
+            (``FPN(TimmBackbone("convnext_tiny"))``).
+        num_classes: number of foreground classes.
+        rpn, roi_heads: replace the Detectron2 defaults for this backbone (see
+            :func:`default_rpn`, :func:`default_roi_heads`).
+        score_thresh, nms_thresh, detections_per_image: test-time filtering of the box predictor.
+        **kwargs: :class:`~detzoo.models.base.DetectionModel` arguments.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_classes: int,
+        rpn: RPN | None = None,
+        roi_heads: nn.Module | None = None,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        detections_per_image: int = 100,
+        **kwargs,
+    ):
+        backbone = build(backbone)
+        rpn = build(rpn) if rpn is not None else default_rpn(backbone)
+        roi_heads = (
+            build(roi_heads) if roi_heads is not None else default_roi_heads(backbone, num_classes)
+        )
+        super().__init__(backbone, rpn, roi_heads, **kwargs)
+        self.num_classes = num_classes
+        self.set_test_thresholds(
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            detections_per_image=detections_per_image,
+        )
+
+    def test_time_modules(self) -> list[nn.Module]:
+        return [self.roi_heads.box_predictor]
