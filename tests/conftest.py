@@ -26,5 +26,7 @@ def pytest_collection_modifyitems(config, items):
 def golden_dir() -> Path:
     """``../shared/golden`` beside the repository; tests using it skip when it is absent."""
     if not GOLDEN_DIR.is_dir():
-        pytest.skip(f"Detectron2 golden fixtures not found at {GOLDEN_DIR} (../shared is not beside the repo)")
+        pytest.skip(
+            f"Detectron2 golden fixtures not found at {GOLDEN_DIR} (../shared is not beside the repo)"
+        )
     return GOLDEN_DIR

@@ -14,7 +14,7 @@ import warnings
 
 import torch  # noqa: F401  (loads libc10/libtorch, which detzoo._C links against)
 
-BUILD_COMMAND = 'pip install --no-build-isolation -e .  (from the detzoo source checkout)'
+BUILD_COMMAND = "pip install --no-build-isolation -e .  (from the detzoo source checkout)"
 
 
 class SlowPathWarning(UserWarning):
