@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 _SPEC_ATTR = "_detzoo_spec"
+_UNRECORDED_ATTR = "_detzoo_unrecorded"
 _PLAIN = (str, int, float, bool, type(None))
 
 
@@ -46,9 +47,8 @@ def spec_of(obj: Any) -> dict:
     """The ``{"class_path", "init_args"}`` spec ``obj`` was built with."""
     spec = getattr(obj, _SPEC_ATTR, None)
     if spec is None:
-        raise ConfigError(
-            f"{type(obj).__qualname__} did not record its arguments (not a Recordable)"
-        )
+        why = getattr(obj, _UNRECORDED_ATTR, "it is not a detzoo.config.Recordable")
+        raise ConfigError(f"{type(obj).__qualname__} cannot be rebuilt from a spec: {why}")
     return spec
 
 
@@ -74,10 +74,29 @@ def build(value: Any) -> Any:
         raise ConfigError(f"building {value['class_path']} from its spec: {err}") from err
 
 
+def _record(cls: type, signature: inspect.Signature, args: tuple, kwargs: dict) -> dict:
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    init_args = {}
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            init_args.update(
+                {k: to_spec_value(v, f"{cls.__qualname__}.{k}") for k, v in value.items()}
+            )
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            raise ConfigError(f"{cls.__qualname__}: *args cannot be recorded")
+        else:
+            init_args[name] = to_spec_value(value, f"{cls.__qualname__}.{name}")
+    return init_args
+
+
 class Recordable:
     """Mixin: instances remember their ``__init__`` arguments as a spec (see module docstring).
 
     Only the outermost ``__init__`` (the instance's own class) is recorded, with defaults filled in.
+    An argument that is not plain data or a recordable module (a user's own ``nn.Module``) leaves
+    the instance unrecorded: it works as usual, and :func:`spec_of` says why it has no spec.
     """
 
     def __init_subclass__(cls, **kwargs):
@@ -94,22 +113,12 @@ class Recordable:
                 self.__dict__[_SPEC_ATTR] = None
             init(self, *args, **kw)
             if outermost and type(self).__init__ is recording_init:
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                init_args = {}
-                for name, value in list(bound.arguments.items())[1:]:
-                    kind = signature.parameters[name].kind
-                    if kind is inspect.Parameter.VAR_KEYWORD:
-                        init_args.update(
-                            {
-                                k: to_spec_value(v, f"{cls.__qualname__}.{k}")
-                                for k, v in value.items()
-                            }
-                        )
-                    elif kind is inspect.Parameter.VAR_POSITIONAL:
-                        raise ConfigError(f"{cls.__qualname__}: *args cannot be recorded")
-                    else:
-                        init_args[name] = to_spec_value(value, f"{cls.__qualname__}.{name}")
+                try:
+                    init_args = _record(cls, signature, (self, *args), kw)
+                except ConfigError as err:
+                    self.__dict__[_UNRECORDED_ATTR] = str(err)
+                    self.on_unrecorded(str(err))
+                    return
                 self.__dict__[_SPEC_ATTR] = {
                     "class_path": f"{cls.__module__}.{cls.__qualname__}",
                     "init_args": init_args,
@@ -120,3 +129,6 @@ class Recordable:
 
     def on_recorded(self) -> None:
         """Called once the spec is recorded (models save it as their hyper-parameters)."""
+
+    def on_unrecorded(self, reason: str) -> None:
+        """Called instead of :meth:`on_recorded` when an argument cannot be recorded."""

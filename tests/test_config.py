@@ -51,9 +51,13 @@ def test_subclass_records_its_own_arguments_only():
     assert spec["init_args"] == {"channels": 2, "bias": False}
 
 
-def test_unrecordable_argument_is_a_clear_error():
-    with pytest.raises(ConfigError, match="Outer.inner"):
-        Outer(torch.zeros(1))
+def test_unrecordable_argument_leaves_a_working_module_without_spec():
+    outer = Outer(torch.zeros(1))
+    assert outer.inner.shape == (1,)
+    with pytest.raises(ConfigError, match="Outer.inner: cannot record a Tensor"):
+        spec_of(outer)
+    with pytest.raises(ConfigError, match="cannot be rebuilt"):
+        spec_of(Outer(Outer(torch.zeros(1))))
 
 
 def test_build_reports_bad_class_path():

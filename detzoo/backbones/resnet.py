@@ -148,7 +148,8 @@ class ResNet(Recordable, Backbone):
             and ResNeXt weights.
         num_groups, width_per_group: ResNeXt cardinality and width (``32, 8`` for X-101-32x8d).
         res5_dilation: 2 keeps res5 at stride 16 (DC5 models).
-        stem_out_channels, res2_out_channels, in_channels: channel sizes.
+        stem_out_channels, res2_out_channels, in_channels: channel sizes (res2_out_channels
+            defaults to 64 for ResNet-18/34 and 256 for deeper ones).
     """
 
     def __init__(
@@ -162,7 +163,7 @@ class ResNet(Recordable, Backbone):
         width_per_group: int = 64,
         res5_dilation: int = 1,
         stem_out_channels: int = 64,
-        res2_out_channels: int = 256,
+        res2_out_channels: int | None = None,
         in_channels: int = 3,
     ):
         super().__init__()
@@ -175,9 +176,10 @@ class ResNet(Recordable, Backbone):
             )
         if res5_dilation not in (1, 2):
             raise ValueError(f"res5_dilation must be 1 or 2, got {res5_dilation}")
-        if depth < 50:
-            if res2_out_channels != 64 or num_groups != 1:
-                raise ValueError("ResNet-18/34 need res2_out_channels=64 and num_groups=1")
+        if res2_out_channels is None:
+            res2_out_channels = 64 if depth < 50 else 256
+        if depth < 50 and (res2_out_channels != 64 or num_groups != 1):
+            raise ValueError("ResNet-18/34 need res2_out_channels=64 and num_groups=1")
         self.depth = depth
         self.norm = norm
         self.stride_in_1x1 = stride_in_1x1

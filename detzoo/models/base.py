@@ -9,6 +9,7 @@ each image's original size, evaluation hooks and the optimiser/schedule. An algo
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import lightning as L
@@ -62,6 +63,13 @@ class DetectionModel(Recordable, L.LightningModule):
 
     def on_recorded(self) -> None:
         self.save_hyperparameters(self._detzoo_spec["init_args"], logger=True)
+
+    def on_unrecorded(self, reason: str) -> None:
+        warnings.warn(
+            f"{type(self).__name__} will not rebuild from a checkpoint alone ({reason}); the weights "
+            f"still save and load into a model you construct yourself",
+            stacklevel=3,
+        )
 
     # ---- the two things an algorithm implements --------------------------------------------
     def compute_losses(
