@@ -1,0 +1,60 @@
+"""Datasets, transforms and Lightning data modules (see DESIGN.md's data contracts)."""
+
+from .coco import CocoDetection
+from .collate import collate_detection
+from .datamodule import CocoDataModule, DetectionDataModule, ShapesDataModule
+from .dataset import DetectionDataset, load_image
+from .densepose import CocoDensePose
+from .keypoints import CocoKeypoints
+from .lvis import LvisDetection
+from .panoptic import CocoPanoptic
+from .readers import READERS, build_dataset
+from .samplers import (
+    AspectRatioGroupedBatchSampler,
+    RepeatFactorTrainingSampler,
+    TrainingSampler,
+    repeat_factors_from_labels,
+)
+from .transforms import (
+    ColorJitter,
+    DetectionTransforms,
+    FixedSizeCrop,
+    RandomFlip,
+    ResizeScale,
+    ResizeShortestEdge,
+    build_test_transforms,
+    build_train_transforms,
+    shortest_edge_size,
+)
+from .voc import VOC_CLASS_NAMES, VocDetection
+
+__all__ = [
+    "READERS",
+    "VOC_CLASS_NAMES",
+    "AspectRatioGroupedBatchSampler",
+    "CocoDataModule",
+    "CocoDensePose",
+    "CocoDetection",
+    "CocoKeypoints",
+    "CocoPanoptic",
+    "ColorJitter",
+    "DetectionDataModule",
+    "DetectionDataset",
+    "DetectionTransforms",
+    "FixedSizeCrop",
+    "LvisDetection",
+    "RandomFlip",
+    "RepeatFactorTrainingSampler",
+    "ResizeScale",
+    "ResizeShortestEdge",
+    "ShapesDataModule",
+    "TrainingSampler",
+    "VocDetection",
+    "build_dataset",
+    "build_test_transforms",
+    "build_train_transforms",
+    "collate_detection",
+    "load_image",
+    "repeat_factors_from_labels",
+    "shortest_edge_size",
+]

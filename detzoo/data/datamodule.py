@@ -1,0 +1,235 @@
+"""Lightning data modules: any reader's datasets -> train/val/test/predict DataLoaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import BatchSampler, DataLoader, Dataset
+
+from .collate import collate_detection
+from .readers import build_dataset
+from .samplers import (
+    AspectRatioGroupedBatchSampler,
+    RepeatFactorTrainingSampler,
+    TrainingSampler,
+    repeat_factors_from_labels,
+)
+from .transforms import build_test_transforms, build_train_transforms
+
+
+class DetectionDataModule(L.LightningDataModule):
+    """DataLoaders over given datasets, batches as ``(list_of_images, list_of_targets)``.
+
+    Training: a shuffled, DDP-sharded :class:`TrainingSampler` (or, with
+    ``repeat_factor_threshold``, LVIS's :class:`RepeatFactorTrainingSampler`), grouped into
+    all-landscape / all-portrait batches when ``aspect_ratio_grouping``. Under DDP train with
+    ``Trainer(use_distributed_sampler=False)``: the samplers shard by rank themselves.
+    Evaluation: in order, ``eval_batch_size`` images per batch.
+
+    Args:
+        train_dataset, val_dataset, test_dataset, predict_dataset: any of them may be None.
+            Grouping and repeat factors need a :class:`~detzoo.data.DetectionDataset`.
+        batch_size: training images per batch (per process).
+        eval_batch_size: images per batch for val/test/predict.
+        num_workers: DataLoader worker processes (0 loads in the main process).
+        aspect_ratio_grouping: group training batches by orientation.
+        repeat_factor_threshold: Detectron2's ``REPEAT_THRESHOLD`` (LVIS: 0.001); None = off.
+        seed: base seed of the training order.
+    """
+
+    def __init__(
+        self,
+        train_dataset: Dataset | None = None,
+        val_dataset: Dataset | None = None,
+        test_dataset: Dataset | None = None,
+        predict_dataset: Dataset | None = None,
+        *,
+        batch_size: int = 2,
+        eval_batch_size: int = 1,
+        num_workers: int = 2,
+        aspect_ratio_grouping: bool = True,
+        repeat_factor_threshold: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        self.test_dataset, self.predict_dataset = test_dataset, predict_dataset
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_workers = num_workers
+        self.aspect_ratio_grouping = aspect_ratio_grouping
+        self.repeat_factor_threshold = repeat_factor_threshold
+        self.seed = seed
+
+    def _loader(self, dataset: Dataset | None, name: str, **kwargs) -> DataLoader:
+        if dataset is None:
+            raise ValueError(f"{type(self).__name__} has no {name} dataset")
+        return DataLoader(
+            dataset,
+            num_workers=self.num_workers,
+            collate_fn=collate_detection,
+            persistent_workers=self.num_workers > 0,
+            **kwargs,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.train_dataset
+        if dataset is None:
+            raise ValueError(f"{type(self).__name__} has no train dataset")
+        if self.repeat_factor_threshold is not None:
+            labels = [dataset.image_labels(i) for i in range(len(dataset))]
+            factors = repeat_factors_from_labels(labels, self.repeat_factor_threshold)
+            sampler = RepeatFactorTrainingSampler(factors, seed=self.seed)
+        else:
+            sampler = TrainingSampler(len(dataset), seed=self.seed)
+        if self.aspect_ratio_grouping:
+            landscape = [dataset.aspect_ratio_is_landscape(i) for i in range(len(dataset))]
+            batches = AspectRatioGroupedBatchSampler(sampler, landscape, self.batch_size)
+        else:
+            batches = BatchSampler(sampler, self.batch_size, drop_last=False)
+        return self._loader(dataset, "train", batch_sampler=batches)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_dataset, "val", batch_size=self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_dataset, "test", batch_size=self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_dataset, "predict", batch_size=self.eval_batch_size)
+
+
+class CocoDataModule(DetectionDataModule):
+    """COCO-family data from paths; datasets are built in :meth:`setup`.
+
+    Args:
+        root: dataset directory; the other paths are relative to it.
+        train_json, val_json: annotation files (either may be None).
+        train_images, val_images: image directories.
+        task: ``instances``, ``keypoints``, ``panoptic``, ``densepose`` or ``lvis``.
+        train_panoptic_root, val_panoptic_root: panoptic PNG directories (task ``panoptic``).
+        train_min_size, train_max_size, test_min_size, test_max_size: resize sizes
+            (Detectron2's defaults); ``lsj_size`` switches training to large-scale jitter.
+        **loader_kwargs: :class:`DetectionDataModule`'s keyword arguments.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        train_json: str | None = "annotations/instances_train2017.json",
+        val_json: str | None = "annotations/instances_val2017.json",
+        *,
+        train_images: str = "train2017",
+        val_images: str = "val2017",
+        task: str = "instances",
+        train_panoptic_root: str | None = None,
+        val_panoptic_root: str | None = None,
+        train_min_size: Sequence[int] = (640, 672, 704, 736, 768, 800),
+        train_max_size: int = 1333,
+        test_min_size: int = 800,
+        test_max_size: int = 1333,
+        lsj_size: int | None = None,
+        **loader_kwargs,
+    ) -> None:
+        super().__init__(**loader_kwargs)
+        self.root = Path(root)
+        self.splits = {
+            "train": (train_json, train_images, train_panoptic_root),
+            "val": (val_json, val_images, val_panoptic_root),
+        }
+        self.task = task
+        self.train_transforms = build_train_transforms(
+            train_min_size, train_max_size, lsj_size=lsj_size
+        )
+        self.test_transforms = build_test_transforms(test_min_size, test_max_size)
+
+    def _dataset(self, split: str):
+        annotation_json, images, panoptic_root = self.splits[split]
+        if annotation_json is None:
+            return None
+        training = split == "train"
+        kwargs = {"skip_crowd_only": training}
+        if self.task == "panoptic":
+            kwargs["panoptic_root"] = self.root / (panoptic_root or "")
+        return build_dataset(
+            self.task,
+            self.root / images,
+            self.root / annotation_json,
+            transforms=self.train_transforms if training else self.test_transforms,
+            **kwargs,
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_dataset is None:
+            self.train_dataset = self._dataset("train")
+        if stage in (None, "fit", "validate", "test", "predict") and self.val_dataset is None:
+            self.val_dataset = self._dataset("val")
+            self.test_dataset = self.test_dataset or self.val_dataset
+            self.predict_dataset = self.predict_dataset or self.val_dataset
+
+
+_SHAPES_FILES = {
+    "instances": "instances.json",
+    "keypoints": "person_keypoints.json",
+    "panoptic": "panoptic.json",
+    "densepose": "densepose.json",
+}
+
+
+class ShapesDataModule(CocoDataModule):
+    """The procedural ``shapes`` dataset (:mod:`detzoo.data.synthetic`), written under ``root``
+    by :meth:`prepare_data` when missing, read through the COCO readers.
+
+    Images are 320-640 px, so the default resize is scaled down from COCO's (short side
+    384-512 for training, 448 for test).
+
+    Args:
+        root: dataset directory (``root/{train,val}/...``).
+        num_train, num_val, seed: the generator's arguments.
+        task: ``instances``, ``keypoints``, ``panoptic`` or ``densepose``.
+        **kwargs: :class:`CocoDataModule`'s sizes and :class:`DetectionDataModule`'s arguments.
+    """
+
+    def __init__(
+        self,
+        root: str | Path = "datasets/shapes",
+        num_train: int = 1000,
+        num_val: int = 200,
+        seed: int = 0,
+        task: str = "instances",
+        **kwargs,
+    ) -> None:
+        if task not in _SHAPES_FILES:
+            raise ValueError(
+                f"shapes has no task {task!r}; expected one of {sorted(_SHAPES_FILES)}"
+            )
+        kwargs.setdefault("train_min_size", (384, 416, 448, 480, 512))
+        kwargs.setdefault("train_max_size", 853)
+        kwargs.setdefault("test_min_size", 448)
+        kwargs.setdefault("test_max_size", 853)
+        name = _SHAPES_FILES[task]
+        super().__init__(
+            root,
+            f"train/{name}",
+            f"val/{name}",
+            train_images="train/images",
+            val_images="val/images",
+            task=task,
+            train_panoptic_root="train/panoptic",
+            val_panoptic_root="val/panoptic",
+            **kwargs,
+        )
+        self.num_train, self.num_val, self.dataset_seed = num_train, num_val, seed
+
+    def prepare_data(self) -> None:
+        from detzoo.data.synthetic import write_shapes_dataset
+
+        # Returns at once when root already holds this exact dataset.
+        write_shapes_dataset(
+            self.root,
+            num_train=self.num_train,
+            num_val=self.num_val,
+            seed=self.dataset_seed,
+            progress=False,
+        )

@@ -1,0 +1,176 @@
+"""Training samplers, DDP-aware (each rank takes its own shard of one shared permutation) and
+epoch-seeded (``set_epoch``, which Lightning calls), after Detectron2's samplers but finite per
+epoch so Lightning's epochs and progress bars work.
+
+Lightning must not shard these again: train with ``Trainer(use_distributed_sampler=False)``
+under DDP.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import Sampler
+
+
+def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    initialized = dist.is_available() and dist.is_initialized()
+    if world_size is None:
+        world_size = dist.get_world_size() if initialized else 1
+    if rank is None:
+        rank = dist.get_rank() if initialized else 0
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+    return rank, world_size
+
+
+class _EpochShardedSampler(Sampler[int]):
+    """Base: subclasses give the epoch's full index list; this shards and pads it."""
+
+    def __init__(self, seed: int, rank: int | None, world_size: int | None) -> None:
+        self.seed = seed
+        self.epoch = 0
+        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
+    def epoch_indices(self, generator: torch.Generator) -> list[int]:
+        raise NotImplementedError
+
+    def _shard(self) -> list[int]:
+        indices = self.epoch_indices(self._generator())
+        if not indices:
+            return []
+        per_rank = math.ceil(len(indices) / self.world_size)
+        padded = (indices * math.ceil(per_rank * self.world_size / len(indices)))[
+            : per_rank * self.world_size
+        ]
+        return padded[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._shard())
+
+    def __len__(self) -> int:
+        return len(self._shard())
+
+
+class TrainingSampler(_EpochShardedSampler):
+    """Each epoch, a permutation of ``range(size)`` (or the identity if not ``shuffle``), split
+    across ranks (padded by wrapping so that every rank gets the same count)."""
+
+    def __init__(
+        self,
+        size: int,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__(seed, rank, world_size)
+        self.size, self.shuffle = size, shuffle
+
+    def epoch_indices(self, generator: torch.Generator) -> list[int]:
+        if self.shuffle:
+            return torch.randperm(self.size, generator=generator).tolist()
+        return list(range(self.size))
+
+
+def repeat_factors_from_labels(image_labels: Sequence[set[int]], threshold: float) -> torch.Tensor:
+    """Detectron2's LVIS repeat factors, float32 ``[num_images]``.
+
+    With ``f(c)`` the fraction of images containing category ``c``, ``r(c) = max(1,
+    sqrt(threshold / f(c)))`` and an image's factor is the max ``r(c)`` over its categories (1 for
+    images without annotations).
+    """
+    counts: dict[int, int] = {}
+    for labels in image_labels:
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+    num_images = len(image_labels)
+    category_factor = {
+        c: max(1.0, math.sqrt(threshold / (n / num_images))) for c, n in counts.items()
+    }
+    factors = [max((category_factor[c] for c in labels), default=1.0) for labels in image_labels]
+    return torch.tensor(factors, dtype=torch.float32)
+
+
+class RepeatFactorTrainingSampler(_EpochShardedSampler):
+    """Detectron2's ``RepeatFactorTrainingSampler``: image ``i`` appears ``floor(r_i)`` times plus
+    once more with probability ``r_i - floor(r_i)`` (stochastic rounding, redrawn every epoch),
+    then all is shuffled and sharded across ranks.
+
+    Args:
+        repeat_factors: float ``[num_images]``, e.g. from :func:`repeat_factors_from_labels`.
+    """
+
+    def __init__(
+        self,
+        repeat_factors: torch.Tensor,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        super().__init__(seed, rank, world_size)
+        self.repeat_factors, self.shuffle = repeat_factors.float(), shuffle
+        self._integer = torch.floor(self.repeat_factors)
+        self._fraction = self.repeat_factors - self._integer
+
+    def epoch_indices(self, generator: torch.Generator) -> list[int]:
+        draws = torch.rand(len(self._fraction), generator=generator)
+        repeats = (self._integer + (draws < self._fraction).float()).long()
+        indices = torch.repeat_interleave(torch.arange(len(repeats)), repeats)
+        if self.shuffle:
+            indices = indices[torch.randperm(len(indices), generator=generator)]
+        return indices.tolist()
+
+
+class AspectRatioGroupedBatchSampler(Sampler[list[int]]):
+    """Batches of only landscape (w >= h) or only portrait images, as Detectron2's
+    ``AspectRatioGroupedDataset``: indices from ``sampler`` go to their group's bucket, a full
+    bucket is yielded; leftovers are yielded at the end (unless ``drop_last``).
+
+    Args:
+        sampler: yields dataset indices; its ``set_epoch`` is forwarded.
+        is_landscape: per dataset index, whether the image is landscape.
+    """
+
+    def __init__(
+        self,
+        sampler: Sampler[int],
+        is_landscape: Sequence[bool],
+        batch_size: int,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.sampler, self.is_landscape = sampler, list(is_landscape)
+        self.batch_size, self.drop_last = batch_size, drop_last
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        buckets: dict[bool, list[int]] = {True: [], False: []}
+        for index in self.sampler:
+            bucket = buckets[self.is_landscape[index]]
+            bucket.append(index)
+            if len(bucket) == self.batch_size:
+                yield bucket[:]
+                bucket.clear()
+        if not self.drop_last:
+            yield from (bucket for bucket in buckets.values() if bucket)
+
+    def __len__(self) -> int:
+        landscape = sum(self.is_landscape[i] for i in self.sampler)
+        counts = (landscape, len(self.sampler) - landscape)
+        rounding = math.floor if self.drop_last else math.ceil
+        return sum(rounding(n / self.batch_size) for n in counts)

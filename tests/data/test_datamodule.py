@@ -1,0 +1,63 @@
+import pytest
+import torch
+
+from detzoo.data import (
+    CocoDataModule,
+    CocoDetection,
+    DetectionDataModule,
+    build_test_transforms,
+    build_train_transforms,
+)
+
+from .tiny_coco import write_dataset
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = write_dataset(tmp_path)
+    train = CocoDetection(
+        tmp_path / "images", path, transforms=build_train_transforms((32, 40), 80)
+    )
+    val = CocoDetection(tmp_path / "images", path, transforms=build_test_transforms(32, 80))
+    return train, val
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_loaders_yield_the_batch_contract(tiny, num_workers):
+    train, val = tiny
+    module = DetectionDataModule(train, val, batch_size=2, num_workers=num_workers)
+    batches = list(module.train_dataloader())
+    ids = sorted(t["image_id"] for _, targets in batches for t in targets)
+    assert ids == [1, 2, 3]  # empty and crowd-only images included (no skip asked)
+    for images, targets in batches:
+        assert isinstance(images, list) and isinstance(targets, list)
+        assert {img.shape[2] >= img.shape[1] for img in images} in ({True}, {False})
+        for image, target in zip(images, targets):
+            assert image.dtype == torch.uint8 and min(image.shape[1:]) in (32, 40)
+            assert target["masks"].shape[1:] == image.shape[1:]
+    images, targets = next(iter(module.val_dataloader()))
+    assert len(images) == 1 and min(images[0].shape[1:]) == 32
+
+
+def test_repeat_factor_and_missing_dataset(tiny):
+    train, _ = tiny
+    module = DetectionDataModule(
+        train, batch_size=1, num_workers=0, repeat_factor_threshold=1.0, aspect_ratio_grouping=False
+    )
+    ids = [t["image_id"] for _, targets in module.train_dataloader() for t in targets]
+    assert ids.count(1) >= 1 and len(ids) >= 3
+    with pytest.raises(ValueError, match="no val dataset"):
+        module.val_dataloader()
+
+
+def test_coco_data_module_from_paths(tmp_path):
+    write_dataset(tmp_path)
+    module = CocoDataModule(
+        tmp_path, "instances.json", "instances.json", train_images="images", val_images="images",
+        train_min_size=(32,), test_min_size=32, num_workers=0, batch_size=2,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="skipped 1 images"):
+        module.setup("fit")
+    assert len(module.train_dataset) == 2 and len(module.val_dataset) == 3
+    images, _ = next(iter(module.train_dataloader()))
+    assert min(images[0].shape[1:]) == 32
