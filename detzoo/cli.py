@@ -48,7 +48,27 @@ def _add_data(subparsers: argparse._SubParsersAction) -> None:
     shapes.set_defaults(handler=_data_shapes)
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data,)
+def _lightning(args: argparse.Namespace) -> int:
+    from detzoo.lightning_cli import run_lightning
+
+    return run_lightning(args.command, args.lightning_args)
+
+
+def _add_lightning(subparsers: argparse._SubParsersAction) -> None:
+    helps = {
+        "fit": "train a model from a LightningCLI config (e.g. zoo_configs/shapes/*.yaml)",
+        "validate": "evaluate a model on the validation set",
+        "test": "evaluate a model on the test set",
+        "predict": "run a model over the predict set",
+    }
+    for name, help_ in helps.items():
+        # Everything after the subcommand (including --help) belongs to LightningCLI.
+        parser = subparsers.add_parser(name, help=help_, add_help=False, prefix_chars="\0")
+        parser.add_argument("lightning_args", nargs=argparse.REMAINDER)
+        parser.set_defaults(handler=_lightning)
+
+
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data, _add_lightning)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -36,6 +36,15 @@ def _conv(in_ch: int, out_ch: int, kernel: int, norm: str, stride: int = 1, **kw
     return conv
 
 
+def _add_relu_(out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """``relu(out + residual)``, written into ``out`` (a fresh conv/norm output) when that gives the
+    same result: in-place ReLUs and residual adds avoid allocating (and page-faulting in) a new
+    feature map per op, as torchvision's ResNet does."""
+    if out.dtype != torch.result_type(out, residual) or out.shape != residual.shape:
+        return F.relu(out + residual)
+    return F.relu_(out.add_(residual))
+
+
 class BasicStem(nn.Module):
     """7×7/2 conv + norm + ReLU, then 3×3/2 max-pool: stride 4."""
 
@@ -44,7 +53,7 @@ class BasicStem(nn.Module):
         self.conv1 = _conv(in_channels, out_channels, 7, norm, stride=2, padding=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(F.relu(self.conv1(x)), kernel_size=3, stride=2, padding=1)
+        return F.max_pool2d(F.relu_(self.conv1(x)), kernel_size=3, stride=2, padding=1)
 
 
 class BasicBlock(nn.Module):
@@ -61,8 +70,8 @@ class BasicBlock(nn.Module):
         self.conv2 = _conv(out_channels, out_channels, 3, norm, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.conv1(x)))
-        return F.relu(out + (self.shortcut(x) if self.shortcut is not None else x))
+        out = self.conv2(F.relu_(self.conv1(x)))
+        return _add_relu_(out, self.shortcut(x) if self.shortcut is not None else x)
 
 
 class BottleneckBlock(nn.Module):
@@ -94,8 +103,8 @@ class BottleneckBlock(nn.Module):
         self.conv3 = _conv(bottleneck_channels, out_channels, 1, norm)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(F.relu(self.conv2(F.relu(self.conv1(x)))))
-        return F.relu(out + (self.shortcut(x) if self.shortcut is not None else x))
+        out = self.conv3(F.relu_(self.conv2(F.relu_(self.conv1(x)))))
+        return _add_relu_(out, self.shortcut(x) if self.shortcut is not None else x)
 
 
 class ResNetStage(Recordable, nn.Sequential):
@@ -149,7 +158,9 @@ class ResNet(Recordable, Backbone):
         num_groups, width_per_group: ResNeXt cardinality and width (``32, 8`` for X-101-32x8d).
         res5_dilation: 2 keeps res5 at stride 16 (DC5 models).
         stem_out_channels, res2_out_channels, in_channels: channel sizes (res2_out_channels
-            defaults to 64 for ResNet-18/34 and 256 for deeper ones).
+            defaults to 64 for ResNet-18/34 and 256 for deeper ones; stage k has
+            ``res2_out_channels * 2**k`` output channels, so 32 makes a half-width ResNet-18 for
+            training from scratch on small data — pretrained weights need the defaults).
     """
 
     def __init__(
@@ -178,8 +189,8 @@ class ResNet(Recordable, Backbone):
             raise ValueError(f"res5_dilation must be 1 or 2, got {res5_dilation}")
         if res2_out_channels is None:
             res2_out_channels = 64 if depth < 50 else 256
-        if depth < 50 and (res2_out_channels != 64 or num_groups != 1):
-            raise ValueError("ResNet-18/34 need res2_out_channels=64 and num_groups=1")
+        if depth < 50 and num_groups != 1:
+            raise ValueError("ResNet-18/34 have no grouped convolutions: use num_groups=1")
         self.depth = depth
         self.norm = norm
         self.stride_in_1x1 = stride_in_1x1
@@ -206,7 +217,7 @@ class ResNet(Recordable, Backbone):
     def _stage_channels(self, index: int) -> tuple[int, int]:
         """(out_channels, bottleneck_channels) of stage ``index`` (0 = res2)."""
         if self.depth < 50:
-            return 64 * 2**index, 0
+            return self.res2_out_channels * 2**index, 0
         return self.res2_out_channels * 2**index, self.num_groups * self.width_per_group * 2**index
 
     def _make_stage(

@@ -303,16 +303,29 @@ class DetectionTransforms:
     """Applies augmentations in order to a sample (see the module docstring) and keeps every
     field consistent. Each augmentation is a callable on the internal state; those in this
     module are :class:`ResizeShortestEdge`, :class:`RandomFlip`, :class:`ResizeScale`,
-    :class:`FixedSizeCrop` and :class:`ColorJitter`."""
+    :class:`FixedSizeCrop` and :class:`ColorJitter`.
 
-    def __init__(self, augmentations: Sequence) -> None:
+    Args:
+        augmentations: applied in order.
+        map_targets: transform the annotations with the image (training). With False only the
+            image is transformed and the annotations stay in the original image's frame — what
+            evaluation compares predictions (mapped back to the original size) against, as
+            Detectron2's evaluators read the original annotation files.
+    """
+
+    def __init__(self, augmentations: Sequence, map_targets: bool = True) -> None:
         self.augmentations = list(augmentations)
+        self.map_targets = map_targets
 
     def __call__(self, sample: Sample) -> Sample:
         height, width = sample["image"].shape[:2]
-        boxes = sample["boxes"]
+        if not self.map_targets:
+            state = _State({"image": sample["image"]})
+            for augmentation in self.augmentations:
+                augmentation(state)
+            return {**sample, "image": state.sample["image"]}
         # Annotated boxes may stick out of the image a little; clip them to it first.
-        sample = dict(sample, boxes=clip_boxes(boxes, height, width))
+        sample = dict(sample, boxes=clip_boxes(sample["boxes"], height, width))
         state = _State(sample, content=np.array([0.0, 0.0, width, height]))
         for augmentation in self.augmentations:
             augmentation(state)
@@ -321,7 +334,7 @@ class DetectionTransforms:
         return _finish(state)
 
     def __repr__(self) -> str:
-        return f"DetectionTransforms({self.augmentations})"
+        return f"DetectionTransforms({self.augmentations}, map_targets={self.map_targets})"
 
 
 def build_train_transforms(
@@ -356,6 +369,12 @@ def build_train_transforms(
     return DetectionTransforms(augmentations)
 
 
-def build_test_transforms(min_size: int = 800, max_size: int = 1333) -> DetectionTransforms:
-    """Deterministic shortest-edge resize (Detectron2's ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``)."""
-    return DetectionTransforms([ResizeShortestEdge(min_size, max_size)])
+def build_test_transforms(
+    min_size: int = 800, max_size: int = 1333, map_targets: bool = False
+) -> DetectionTransforms:
+    """Deterministic shortest-edge resize (Detectron2's ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``).
+
+    By default only the image is resized: the annotations stay in the original image's frame,
+    where evaluation compares them with predictions mapped back to ``orig_size`` (see
+    :class:`DetectionTransforms`); ``map_targets=True`` resizes them too."""
+    return DetectionTransforms([ResizeShortestEdge(min_size, max_size)], map_targets)

@@ -3,8 +3,10 @@
 It owns what all algorithms share: input normalisation (with the flip to BGR for caffe/MSRA
 weights) and padding into a batch, the loss bookkeeping of ``training_step`` (every term logged
 as ``train/loss_<name>``, a non-finite term stops training naming it), prediction dicts mapped to
-each image's original size, evaluation hooks and the optimiser/schedule. An algorithm implements
-:meth:`DetectionModel.compute_losses` and :meth:`DetectionModel.detect`.
+each image's original size, evaluation (``validation_step``/``test_step`` feed the model's
+evaluators, whose metrics are logged as ``val/<task>/<metric>`` and printed as a table) and the
+optimiser/schedule. An algorithm implements :meth:`DetectionModel.compute_losses` and
+:meth:`DetectionModel.detect`, and says what it is evaluated on in :attr:`DetectionModel.eval_iou_types`.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Mapping, Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from detzoo.config import Recordable, build
+from detzoo.evaluation import CocoEvaluator, format_metrics_table
 from detzoo.models.postprocess import rescale_detections
 from detzoo.models.solver import Solver
 from detzoo.structures.image_list import ImageList
@@ -31,19 +35,28 @@ class DetectionModel(Recordable, L.LightningModule):
             (``input_format``), on the 0–255 scale.
         input_format: ``"BGR"`` (Detectron2's MSRA/caffe weights) or ``"RGB"``. Inputs are always
             RGB; the model flips them itself.
-        size_divisibility: pad the batch to a multiple of this (FPN: 32).
+        size_divisibility: pad the batch to a multiple of this; ``None``: what the model's
+            ``backbone`` needs (its ``size_divisibility``, e.g. 32 for FPN), else 0.
         solver: optimiser and schedule for ``configure_optimizers``.
 
     Subclasses call ``super().__init__(...)`` first; their own arguments are recorded (see
     :mod:`detzoo.config`) and saved as the hyper-parameters, so a checkpoint rebuilds the model.
+
+    Evaluation: ``validation_step``/``test_step`` predict at each image's ``orig_size`` and feed
+    :meth:`build_evaluators`' evaluators with the batch's targets, which must be in the original
+    image's frame (what :func:`detzoo.data.build_test_transforms` gives: it resizes the image only,
+    as Detectron2 evaluates against the original annotations).
     """
+
+    #: COCO iou types this model is evaluated on (Mask R-CNN adds ``"segm"``).
+    eval_iou_types: tuple[str, ...] = ("bbox",)
 
     def __init__(
         self,
         pixel_mean: Sequence[float] = (103.53, 116.28, 123.675),
         pixel_std: Sequence[float] = (1.0, 1.0, 1.0),
         input_format: str = "BGR",
-        size_divisibility: int = 0,
+        size_divisibility: int | None = None,
         solver: Solver | dict | None = None,
     ):
         super().__init__()
@@ -58,8 +71,9 @@ class DetectionModel(Recordable, L.LightningModule):
             "pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False
         )
         self.input_format = input_format
-        self.size_divisibility = size_divisibility
+        self._size_divisibility = size_divisibility
         self.solver = build(solver) if solver is not None else Solver()
+        self._evaluators: list = []
 
     def on_recorded(self) -> None:
         self.save_hyperparameters(self._detzoo_spec["init_args"], logger=True)
@@ -116,6 +130,13 @@ class DetectionModel(Recordable, L.LightningModule):
                 x = x.flip(0)
             out.append((x - self.pixel_mean) / self.pixel_std)
         return ImageList.from_tensors(out, self.size_divisibility)
+
+    @property
+    def size_divisibility(self) -> int:
+        """Padding multiple of the batch: the given value, else the backbone's need, else 0."""
+        if self._size_divisibility is not None:
+            return self._size_divisibility
+        return getattr(getattr(self, "backbone", None), "size_divisibility", 0)
 
     def forward(
         self,
@@ -181,6 +202,67 @@ class DetectionModel(Recordable, L.LightningModule):
             for im, t in zip(images, targets)
         ]
         return self(images, output_sizes=sizes)
+
+    # ---- evaluation ------------------------------------------------------------------------
+    def build_evaluators(self) -> list:
+        """Fresh evaluators for one validation/test run: COCO AP on :attr:`eval_iou_types`, per
+        class when the evaluated dataset has ``class_names``. Override to add others."""
+        return [CocoEvaluator(self.eval_iou_types, class_names=self._eval_class_names())]
+
+    def _eval_class_names(self) -> list[str] | None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        for name in ("val_dataset", "test_dataset"):
+            names = getattr(getattr(datamodule, name, None), "class_names", None)
+            if names is not None and len(names) == getattr(self, "num_classes", None):
+                return list(names)
+        return None
+
+    def _evaluate_batch(self, batch: Batch) -> None:
+        images, targets = batch
+        for i, target in enumerate(targets):
+            if "orig_size" not in target:
+                raise ValueError(
+                    f"evaluation target {i} has no 'orig_size' (H, W); evaluation needs the "
+                    f"original image size of every target (detzoo datasets set it)"
+                )
+            masks = target.get("masks")
+            if masks is not None and tuple(masks.shape[-2:]) != tuple(target["orig_size"]):
+                raise ValueError(
+                    f"evaluation target {i} has masks of size {tuple(masks.shape[-2:])} but "
+                    f"orig_size {tuple(target['orig_size'])}: evaluation targets must stay in the "
+                    f"original image frame (use detzoo.data.build_test_transforms)"
+                )
+        preds = self.predict_step(batch, 0)
+        for evaluator in self._evaluators:
+            evaluator.update(preds, targets)
+
+    def _finish_evaluation(self, prefix: str) -> dict[str, float]:
+        results: dict[str, float] = {}
+        for evaluator in self._evaluators:
+            results.update(evaluator.compute())
+        self._evaluators = []
+        # Every rank computed the same numbers from the gathered predictions: no reduction.
+        self.log_dict({f"{prefix}/{k}": v for k, v in results.items()})
+        rank_zero_info(f"{prefix} results:\n{format_metrics_table(results)}")
+        return results
+
+    def on_validation_epoch_start(self) -> None:
+        self._evaluators = self.build_evaluators()
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_evaluation("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._evaluators = self.build_evaluators()
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate_batch(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_evaluation("test")
 
     def configure_optimizers(self):
         optimizer, scheduler = self.solver.build(self)

@@ -31,7 +31,6 @@ class GeneralizedRCNN(DetectionModel):
         **kwargs,
     ):
         backbone = build(backbone)
-        kwargs.setdefault("size_divisibility", getattr(backbone, "size_divisibility", 0))
         super().__init__(**kwargs)
         self.backbone = backbone
         self.proposal_generator = build(proposal_generator)

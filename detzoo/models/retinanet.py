@@ -56,7 +56,6 @@ class RetinaNet(DetectionModel):
                 f"RetinaNet runs on {list(in_features)} but the backbone has no {missing}; use an FPN "
                 f"with LastLevelP6P7 (outputs {sorted(backbone.output_shape())})"
             )
-        kwargs.setdefault("size_divisibility", getattr(backbone, "size_divisibility", 0))
         super().__init__(**kwargs)
         self.backbone = backbone
         self.in_features = list(in_features)

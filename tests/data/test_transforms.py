@@ -72,7 +72,7 @@ def test_shortest_edge_size_is_detectron2s_formula(size, short, max_size, expect
 
 def test_test_transform_resizes_everything_consistently():
     sample = _sample()  # 60 x 80
-    out = build_test_transforms(800, 1333)(_sample())
+    out = build_test_transforms(800, 1333, map_targets=True)(_sample())
     assert out["image"].shape == (800, 1067, 3)
     assert out["masks"].shape == (2, 800, 1067) and out["sem_seg"].shape == (800, 1067)
     scale = np.array([1067 / 80, 800 / 60] * 2, np.float32)
@@ -81,6 +81,14 @@ def test_test_transform_resizes_everything_consistently():
     np.testing.assert_allclose(
         out["keypoints"][..., :2], sample["keypoints"][..., :2] * scale[:2], rtol=1e-5
     )
+
+
+def test_evaluation_transform_resizes_the_image_only():
+    sample = _sample()  # 60 x 80
+    out = build_test_transforms(800, 1333)(_sample())
+    assert out["image"].shape == (800, 1067, 3)
+    for key in ("masks", "sem_seg", "boxes", "keypoints", "labels", "area"):
+        np.testing.assert_array_equal(out[key], sample[key], err_msg=key)
 
 
 def test_flip_twice_is_identity():
@@ -114,7 +122,7 @@ def test_flip_mirrors_and_swaps_left_right():
         build_train_transforms((40, 72, 100), 120),
         build_train_transforms((30, 90), 200, sample_style="range", color_jitter=0.3),
         build_train_transforms(lsj_size=64),
-        build_test_transforms(50, 90),
+        build_test_transforms(50, 90, map_targets=True),
     ],
     ids=["multiscale", "range-jitter", "lsj", "test"],
 )

@@ -9,10 +9,10 @@ from detzoo.models.faster_rcnn import FasterRCNN
 from detzoo.models.retinanet import RetinaNet
 
 
-def _faster_rcnn_fpn():
+def _faster_rcnn_fpn(num_classes: int = 3):
     return FasterRCNN(
         FPN(ResNet(18, norm="BN", freeze_at=0), out_channels=32, top_block=LastLevelMaxPool()),
-        num_classes=3,
+        num_classes=num_classes,
     )
 
 

@@ -1,0 +1,56 @@
+"""``detzoo fit|validate|test|predict``: Lightning's ``LightningCLI`` over detzoo's models and data.
+
+A zoo config is a LightningCLI YAML (``model``/``data``/``trainer`` sections with ``class_path`` and
+``init_args``; see ``zoo_configs/``). Any detzoo model (a :class:`~detzoo.models.DetectionModel`
+subclass) and any ``LightningDataModule`` can be named in it, and every value can be overridden on
+the command line (``--trainer.max_epochs 3``, ``--data.root datasets/shapes``). The model brings its
+own optimiser and schedule (its ``solver``), so ``--optimizer``/``--lr_scheduler`` are not offered.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import lightning as L
+from lightning.pytorch.cli import LightningCLI
+
+from detzoo.models.base import DetectionModel
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+class DetzooCLI(LightningCLI):
+    """LightningCLI for detzoo models; the config of each run is saved beside its logs.
+
+    Args:
+        args: command-line arguments (``sys.argv[1:]`` when None): a subcommand first when
+            ``run``, none otherwise (``run=False`` only builds ``model``, ``datamodule``, ``trainer``).
+        run: run the subcommand.
+    """
+
+    def __init__(self, args: Sequence[str] | None = None, run: bool = True) -> None:
+        with warnings.catch_warnings():
+            # args are given on purpose (after detzoo's own dispatch), not by mistake
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+            self._init(args, run)
+
+    def _init(self, args: Sequence[str] | None, run: bool) -> None:
+        super().__init__(
+            model_class=DetectionModel,
+            subclass_mode_model=True,
+            datamodule_class=L.LightningDataModule,
+            subclass_mode_data=True,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            args=list(args) if args is not None else None,
+            run=run,
+        )
+
+
+def run_lightning(subcommand: str, argv: Sequence[str]) -> int:
+    """Run ``detzoo <subcommand> <argv...>`` through :class:`DetzooCLI`; returns the exit code."""
+    if subcommand not in SUBCOMMANDS:
+        raise ValueError(f"unknown subcommand {subcommand!r}; expected one of {SUBCOMMANDS}")
+    DetzooCLI([subcommand, *argv])
+    return 0
