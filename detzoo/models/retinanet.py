@@ -31,7 +31,10 @@ class RetinaNet(DetectionModel):
         num_classes: number of foreground classes.
         in_features: pyramid levels the head runs on.
         anchor_generator, head, outputs: replace the Detectron2 defaults.
-        score_thresh, topk_candidates, nms_thresh, detections_per_image: test-time decoding.
+        smooth_l1_beta: box regression loss beta of the default ``outputs`` (Detectron2's
+            ``RETINANET.SMOOTH_L1_LOSS_BETA``: 0.1 in its defaults, 0.0 in every COCO recipe).
+        score_thresh, topk_candidates, nms_thresh, detections_per_image: test-time decoding;
+            they apply to ``outputs`` too when it is given.
         **kwargs: :class:`~detzoo.models.base.DetectionModel` arguments.
     """
 
@@ -43,6 +46,7 @@ class RetinaNet(DetectionModel):
         anchor_generator: AnchorGenerator | None = None,
         head: RetinaNetHead | None = None,
         outputs: RetinaNetOutputs | None = None,
+        smooth_l1_beta: float = 0.1,
         score_thresh: float = 0.05,
         topk_candidates: int = 1000,
         nms_thresh: float = 0.5,
@@ -67,13 +71,15 @@ class RetinaNet(DetectionModel):
             channels, self.anchor_generator.num_anchors_per_cell[0], num_classes
         )
         self.outputs = build(outputs) or RetinaNetOutputs(
-            num_classes,
+            num_classes, smooth_l1_beta=smooth_l1_beta
+        )
+        self.num_classes = num_classes
+        self.set_test_thresholds(
             score_thresh=score_thresh,
             topk_candidates=topk_candidates,
             nms_thresh=nms_thresh,
             detections_per_image=detections_per_image,
         )
-        self.num_classes = num_classes
 
     def _dense(
         self, images: ImageList

@@ -102,3 +102,26 @@ def test_score_threshold_is_settable():
     assert model.hparams["score_thresh"] == 0.3
     with pytest.raises(ValueError, match="no test-time setting"):
         model.set_test_thresholds(mask_thresh=0.5)
+
+
+def test_retinanet_settings_reach_its_outputs():
+    from detzoo.heads.retinanet import RetinaNetOutputs
+
+    model = _retinanet()
+    assert model.outputs.smooth_l1_beta == 0.1 and model.outputs.score_thresh == 0.05
+    resnet = ResNet(18, norm="BN", out_features=["res3", "res4", "res5"])
+    fpn = FPN(resnet, ["res3", "res4", "res5"], 32, top_block=LastLevelP6P7(512, 32))
+    given = RetinaNet(
+        fpn,
+        num_classes=3,
+        outputs=RetinaNetOutputs(3, score_thresh=0.9),
+        score_thresh=0.2,
+        smooth_l1_beta=0.0,  # only for the default outputs
+    )
+    assert given.outputs.score_thresh == 0.2 and given.outputs.smooth_l1_beta == 0.1
+    fresh = RetinaNet(
+        FPN(resnet, ["res3", "res4", "res5"], 32, top_block=LastLevelP6P7(512, 32)),
+        3,
+        smooth_l1_beta=0.0,
+    )
+    assert fresh.outputs.smooth_l1_beta == 0.0
