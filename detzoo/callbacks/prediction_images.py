@@ -11,7 +11,6 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks, make_grid
 
-
 # one colour per label (cycled): Tableau's 10 categorical colours
 _PALETTE = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),

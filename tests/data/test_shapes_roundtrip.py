@@ -57,3 +57,73 @@ def test_shapes_data_module_prepares_and_loads(tmp_path):
     assert len(images) == len(targets) >= 1
     assert all(image.dtype == torch.uint8 and image.shape[0] == 3 for image in images)
     assert len(module.val_dataset) == 2
+
+
+def _regenerated(root, split: str, index: int):
+    """The scene and json records of image ``index`` recomputed in memory, as the writer made them."""
+    from detzoo.data.synthetic.annotations import scene_records
+    from detzoo.data.synthetic.scene import compose_scene
+    from detzoo.data.synthetic.writer import _image_rng
+
+    rng = _image_rng(0, split, index)
+    height, width = (int(v) for v in rng.integers(320, 640 + 1, 2))
+    scene = compose_scene(rng, height, width)
+    return scene, scene_records(rng, scene, index)
+
+
+def test_round_trip_gives_exactly_the_generated_annotations(shapes_root):
+    from detzoo.data.synthetic.annotations import IDS_PER_IMAGE
+
+    split = shapes_root / "val"
+    instances = build_dataset("instances", split / "images", split / "instances.json")
+    keypoints = build_dataset("keypoints", split / "images", split / "person_keypoints.json")
+    densepose = build_dataset("densepose", split / "images", split / "densepose.json")
+    panoptic = build_dataset(
+        "panoptic", split / "images", split / "panoptic.json", panoptic_root=split / "panoptic"
+    )
+    for index in range(len(instances)):
+        scene, records = _regenerated(shapes_root, "val", index)
+        record = instances.records[index]
+        _, target = instances[index]
+        # masks (after polygon / RLE decoding) are exactly the visible pixels of each object
+        for k, annotation in enumerate(record["annotations"]):
+            owner_index = annotation["id"] - record["image_id"] * IDS_PER_IMAGE
+            expected = scene.owner == owner_index
+            np.testing.assert_array_equal(target["masks"][k].numpy().astype(bool), expected)
+            generated = next(a for a in records["instances"] if a["id"] == annotation["id"])
+            x, y, w, h = generated["bbox"]
+            np.testing.assert_allclose(target["boxes"][k].numpy(), [x, y, x + w, y + h], atol=1e-4)
+            assert instances.class_names[int(target["labels"][k])] == next(
+                c["name"] for c in instances.categories if c["id"] == generated["category_id"]
+            )
+        assert len(record["annotations"]) == len(records["instances"])
+        # keypoints: the figures' own joints (files hold COCO pixel indices, read back + 0.5)
+        _, kp_target = keypoints[index]
+        figures = [o.figure for o in scene.objects if o.figure is not None and not o.iscrowd]
+        assert len(kp_target["keypoints"]) == len(records["keypoints"]) == len(figures)
+        for read, figure in zip(kp_target["keypoints"].numpy(), figures):
+            labeled = read[:, 2] > 0
+            np.testing.assert_allclose(
+                read[labeled, :2], np.asarray(figure.keypoints)[labeled], atol=0.006
+            )
+        # DensePose points: the file's 256-frame coordinates mapped into the box, I/U/V as made
+        _, dp_target = densepose[index]
+        for read, made in zip(dp_target["densepose"], records["densepose"]):
+            x, y, w, h = made["bbox"]
+            np.testing.assert_allclose(read["x"], np.array(made["dp_x"]) / 256 * w + x, atol=1e-3)
+            np.testing.assert_allclose(read["y"], np.array(made["dp_y"]) / 256 * h + y, atol=1e-3)
+            assert read["I"].tolist() == list(made["dp_I"])
+            np.testing.assert_allclose(read["U"], made["dp_U"], atol=1e-6)
+            np.testing.assert_allclose(read["V"], made["dp_V"], atol=1e-6)
+        # panoptic: things are the objects' visible pixels, every other pixel its stuff or void
+        _, pan_target = panoptic[index]
+        things = scene.owner > 0
+        segments = {s["id"]: s for s in records["panoptic"]["segments_info"]}
+        thing_ids = {s["id"] for s in segments.values() if not s.get("iscrowd")}
+        assert (pan_target["sem_seg"].numpy()[things] == 0).all()
+        expected_instances = sum(
+            1 for a in records["instances"] if a["id"] in thing_ids or a["iscrowd"]
+        )
+        assert len(pan_target["boxes"]) == expected_instances
+        stuff = pan_target["sem_seg"].numpy()[~things]
+        assert set(np.unique(stuff).tolist()) <= {1, 2, 3, 255}

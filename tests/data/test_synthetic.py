@@ -126,10 +126,11 @@ def test_keypoints_lie_on_visible_figures(dataset):
             visibilities.append(v)
             if v == 0:
                 assert x == y == 0
+            # COCO keypoints are pixel indices: the point lies in pixel (int(y + .5), int(x + .5))
             elif v == 2:
-                assert mask[int(y), int(x)]
+                assert mask[int(y + 0.5), int(x + 0.5)]
             else:
-                assert not mask[int(y), int(x)]
+                assert not mask[int(y + 0.5), int(x + 0.5)]
     assert {1, 2} <= set(visibilities)
 
 

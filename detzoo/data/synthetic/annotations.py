@@ -60,7 +60,10 @@ def _exact_polygons(crop: np.ndarray, y0: int, x0: int) -> list[list[float]] | N
 
 
 def _keypoints(scene: Scene, k: int) -> list[float]:
-    """COCO ``[x, y, v] * K``: v=2 visible, 1 covered by a later object, 0 outside (x=y=0)."""
+    """COCO ``[x, y, v] * K``: v=2 visible, 1 covered by a later object, 0 outside (x=y=0).
+
+    x, y follow COCO's convention of pixel indices (the continuous position minus 0.5), which
+    readers undo as Detectron2 does (adding 0.5)."""
     height, width = scene.owner.shape
     flat: list[float] = []
     for x, y in scene.objects[k - 1].figure.keypoints:
@@ -68,7 +71,7 @@ def _keypoints(scene: Scene, k: int) -> list[float]:
             flat += [0.0, 0.0, 0]
             continue
         visible = scene.owner[int(y), int(x)] == k
-        flat += [round(float(x), 2), round(float(y), 2), 2 if visible else 1]
+        flat += [round(float(x) - 0.5, 2), round(float(y) - 0.5, 2), 2 if visible else 1]
     return flat
 
 

@@ -1,0 +1,71 @@
+"""Training curve of a shapes recipe: COCO AP on shapes val against training wall time.
+
+Runs ``detzoo fit`` on a recipe with a callback that records, at every validation, the training
+step and the seconds spent training so far (validation time excluded), and prints the curve as a
+markdown table for RESULTS.md::
+
+    python benchmarks/train_shapes.py zoo_configs/shapes/faster_rcnn_R18_FPN.yaml \
+        [--metric val/bbox/AP] [-- any detzoo fit overrides]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+
+from detzoo.lightning_cli import DetzooCLI
+
+
+class TrainingClock(L.Callback):
+    """Seconds of training (not validation) at each validation, with the validation metrics."""
+
+    def __init__(self, metric: str) -> None:
+        self.metric = metric
+        self.curve: list[dict] = []
+        self._trained = 0.0
+        self._since: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self._since is None:
+            self._since = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        if self._since is not None:
+            self._trained += time.perf_counter() - self._since
+            self._since = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        self.curve.append(
+            {"step": trainer.global_step, "train_minutes": self._trained / 60, **metrics}
+        )
+        print(json.dumps(self.curve[-1]), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--metric", default="val/bbox/AP")
+    parser.add_argument("--out", default="train_curve.json", help="where to write the curve")
+    parser.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: detzoo fit args")
+    args = parser.parse_args()
+    overrides = [a for a in args.overrides if a != "--"]
+    cli = DetzooCLI(["--config", args.config, *overrides], run=False)
+    clock = TrainingClock(args.metric)
+    cli.trainer.callbacks.append(clock)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    Path(args.out).write_text(json.dumps(clock.curve, indent=1))
+    keys = [k for k in clock.curve[-1] if k.startswith("val/") and "-" not in k]
+    print("| step | training minutes | " + " | ".join(keys) + " |")
+    print("| ---: | ---: |" + " ---: |" * len(keys))
+    for point in clock.curve:
+        values = " | ".join(f"{100 * point.get(k, float('nan')):.1f}" for k in keys)
+        print(f"| {point['step']} | {point['train_minutes']:.1f} | {values} |")
+
+
+if __name__ == "__main__":
+    main()
