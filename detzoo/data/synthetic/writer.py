@@ -30,7 +30,7 @@ from .annotations import IDS_PER_IMAGE, scene_records
 from .categories import THING_CATEGORIES, figure_category, panoptic_categories
 from .scene import compose_scene
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: keypoints in COCO pixel-index convention
 SPLITS: tuple[str, ...] = ("train", "val")
 # Keeps every panoptic segment id (image_id * 100 + k) below 2^24, what a PNG's RGB can hold.
 MAX_IMAGES_PER_SPLIT = 2**24 // IDS_PER_IMAGE - 1
