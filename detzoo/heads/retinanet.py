@@ -26,7 +26,7 @@ def _subnet(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
         layers.append(nn.Conv2d(in_channels, in_channels, 3, padding=1))
         if norm:
             layers.append(get_norm(norm, in_channels))
-        layers.append(nn.ReLU())
+        layers.append(nn.ReLU(inplace=True))  # on a fresh conv/norm output: same values
     return nn.Sequential(*layers)
 
 

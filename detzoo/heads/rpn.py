@@ -43,7 +43,7 @@ class RPNHead(Recordable, nn.Module):
         """Per level: logits ``[N, A, H, W]`` and deltas ``[N, A*4, H, W]``."""
         logits, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x))
+            t = F.relu_(self.conv(x))
             logits.append(self.objectness_logits(t))
             deltas.append(self.anchor_deltas(t))
         return logits, deltas
