@@ -69,6 +69,8 @@ def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch):
             "0",
             "--trainer.max_steps",
             "2",
+            "--trainer.val_check_interval",
+            "2",
             "--trainer.enable_progress_bar",
             "false",
         ]
