@@ -27,15 +27,25 @@ def nvcc_command(source: str, out: str) -> list[str]:
     includes = include_paths(device_type="cuda") + [sysconfig.get_paths()["include"], "ops"]
     return [
         os.path.join(cuda_home, "bin", "nvcc"),
-        "-c", source, "-o", out,
+        "-c",
+        source,
+        "-o",
+        out,
         *[f"-I{p}" for p in includes],
-        "-DWITH_CUDA", "-DTORCH_EXTENSION_NAME=_C", "-DTORCH_API_INCLUDE_EXTENSION_H",
+        "-DWITH_CUDA",
+        "-DTORCH_EXTENSION_NAME=_C",
+        "-DTORCH_API_INCLUDE_EXTENSION_H",
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
-        "-std=c++20", "-O1", "--expt-relaxed-constexpr",
-        "-D__CUDA_NO_HALF_OPERATORS__", "-D__CUDA_NO_HALF_CONVERSIONS__",
-        "-D__CUDA_NO_BFLOAT16_CONVERSIONS__", "-D__CUDA_NO_HALF2_OPERATORS__",
+        "-std=c++20",
+        "-O1",
+        "--expt-relaxed-constexpr",
+        "-D__CUDA_NO_HALF_OPERATORS__",
+        "-D__CUDA_NO_HALF_CONVERSIONS__",
+        "-D__CUDA_NO_BFLOAT16_CONVERSIONS__",
+        "-D__CUDA_NO_HALF2_OPERATORS__",
         f"-gencode=arch=compute_{arch},code=sm_{arch}",
-        "-Xcompiler", "-fPIC",
+        "-Xcompiler",
+        "-fPIC",
     ]
 
 
