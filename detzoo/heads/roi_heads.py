@@ -1,11 +1,11 @@
 """ROI heads: label and sample proposals, then run the box branch on pooled features
-(Detectron2's ROIHeads / StandardROIHeads / Res5ROIHeads). Mask and keypoint branches extend
-:class:`StandardROIHeads`."""
+(Detectron2's ROIHeads / StandardROIHeads / Res5ROIHeads), and the optional per-instance branches
+(mask, keypoints: :class:`~detzoo.heads.roi_branch.ROIBranch`) on the foreground proposals in
+training and on the detections at inference."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -16,22 +16,9 @@ from detzoo.heads.box_head import ConvFCHead
 from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
 from detzoo.heads.matcher import Matcher
 from detzoo.heads.poolers import ROIPooler
+from detzoo.heads.roi_branch import ROIBranch
+from detzoo.heads.roi_sampling import SampledProposals
 from detzoo.heads.sampler import subsample_labels
-
-
-@dataclass
-class SampledProposals:
-    """One image's proposals chosen for the ROI-head losses.
-
-    ``boxes`` ``[R, 4]``; ``gt_classes`` int64 ``[R]`` in ``[0, K]`` (K = background);
-    ``gt_boxes`` ``[R, 4]`` the matched ground truth (zeros where there is none); ``gt_index``
-    int64 ``[R]`` the index of the matched ground-truth instance (for mask/keypoint targets).
-    """
-
-    boxes: torch.Tensor
-    gt_classes: torch.Tensor
-    gt_boxes: torch.Tensor
-    gt_index: torch.Tensor
 
 
 class ROIHeads(Recordable, nn.Module):
@@ -92,13 +79,20 @@ class ROIHeads(Recordable, nn.Module):
 
 
 class StandardROIHeads(ROIHeads):
-    """Box branch on pooled multi-level features (FPN models): pooler → box head → predictor.
+    """Box branch on pooled multi-level features (FPN models): pooler → box head → predictor; then
+    the per-instance branches named in :attr:`branch_names` that are present.
 
     Args:
         box_in_features: feature names for the box pooler, finest first.
         box_pooler, box_head, box_predictor: the box branch.
+        mask_head: optional mask branch (Mask R-CNN).
+        keypoint_head: optional keypoint branch (Keypoint R-CNN).
         **kwargs: :class:`ROIHeads` arguments.
     """
+
+    #: attributes holding optional :class:`ROIBranch` es, run in this order; a subclass adding a
+    #: branch (e.g. DensePose) extends the tuple.
+    branch_names: tuple[str, ...] = ("mask_head", "keypoint_head")
 
     def __init__(
         self,
@@ -106,6 +100,8 @@ class StandardROIHeads(ROIHeads):
         box_pooler: ROIPooler,
         box_head: ConvFCHead,
         box_predictor: FastRCNNOutputLayers,
+        mask_head: ROIBranch | None = None,
+        keypoint_head: ROIBranch | None = None,
         **kwargs,
     ):
         super().__init__(num_classes=box_predictor.num_classes, **kwargs)
@@ -113,6 +109,12 @@ class StandardROIHeads(ROIHeads):
         self.box_pooler = box_pooler
         self.box_head = box_head
         self.box_predictor = box_predictor
+        self.mask_head = mask_head
+        self.keypoint_head = keypoint_head
+
+    def branches(self) -> list[ROIBranch]:
+        """The per-instance branches this model has, in :attr:`branch_names` order."""
+        return [b for b in (getattr(self, n, None) for n in self.branch_names) if b is not None]
 
     def forward(
         self,
@@ -122,13 +124,20 @@ class StandardROIHeads(ROIHeads):
         targets: Sequence[Mapping[str, torch.Tensor]] | None = None,
     ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
         """Training (``targets`` given): ``([], losses)``. Inference: ``(detections, {})`` with one
-        ``{"boxes", "scores", "labels"}`` dict per image, in input pixels."""
+        ``{"boxes", "scores", "labels"}`` dict per image, in input pixels, plus each branch's
+        fields."""
         if self.training:
             if targets is None:
                 raise ValueError("ROI heads in training mode need targets")
             samples = self.label_and_sample_proposals(proposals, targets)
-            return [], self.box_losses(features, samples)
-        return self.predict_boxes(features, proposals, image_sizes), {}
+            losses = self.box_losses(features, samples)
+            for branch in self.branches():
+                losses.update(branch.forward_train(features, samples, targets, self.num_classes))
+            return [], losses
+        detections = self.predict_boxes(features, proposals, image_sizes)
+        for branch in self.branches():
+            branch.forward_predict(features, detections)
+        return detections, {}
 
     def box_features(
         self, features: Mapping[str, torch.Tensor], boxes: Sequence[torch.Tensor]
