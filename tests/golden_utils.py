@@ -17,6 +17,8 @@ import torch
 from PIL import Image
 from torchvision.ops import box_iou
 
+from detzoo.structures import segmentations_to_bitmaps
+
 IMAGES = ("astronaut.png", "coffee.png")  # run as one batch, in this order
 
 
@@ -118,3 +120,34 @@ def match_as_sets(
                 f"has no detzoo match; nearest: {near}"
             )
     return pairs
+
+
+def golden_masks(image_meta: dict) -> torch.Tensor:
+    """Bool ``[N, H, W]`` instance masks of one image of ``outputs.json`` (its ``masks_rle``, in
+    instance order)."""
+    height, width = image_meta["height"], image_meta["width"]
+    return torch.from_numpy(segmentations_to_bitmaps(image_meta["masks_rle"], height, width)).bool()
+
+
+def assert_masks_match(
+    gold_masks: torch.Tensor,
+    ours_masks: torch.Tensor,
+    pairs: list[tuple[int, int]],
+    min_iou: float = 0.99,
+) -> None:
+    """The README's mask rule: every matched (golden, ours) pair of bool ``[H, W]`` masks has mask
+    IoU >= ``min_iou`` (two empty masks agree); raises AssertionError naming the worst pair."""
+    if not pairs:
+        return
+    gold = gold_masks[[i for i, _ in pairs]].flatten(1)
+    ours = ours_masks[[j for _, j in pairs]].flatten(1).bool()
+    inter = (gold & ours).sum(1).double()
+    union = (gold | ours).sum(1).double()
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    worst = int(iou.argmin())
+    if float(iou[worst]) < min_iou:
+        i, j = pairs[worst]
+        raise AssertionError(
+            f"golden instance {i} vs detzoo instance {j}: mask IoU {float(iou[worst]):.4f} < "
+            f"{min_iou} ({int((iou < min_iou).sum())} of {len(pairs)} matched masks below)"
+        )

@@ -16,6 +16,7 @@ from .samplers import (
     TrainingSampler,
     repeat_factors_from_labels,
 )
+from .synthetic.categories import KEYPOINT_OKS_SIGMAS
 from .transforms import build_test_transforms, build_train_transforms
 
 
@@ -111,6 +112,10 @@ class CocoDataModule(DetectionDataModule):
         train_panoptic_root, val_panoptic_root: panoptic PNG directories (task ``panoptic``).
         train_min_size, train_max_size, test_min_size, test_max_size: resize sizes
             (Detectron2's defaults); ``lsj_size`` switches training to large-scale jitter.
+        keypoint_oks_sigmas: task ``keypoints``: the K per-keypoint OKS sigmas keypoint AP uses
+            (Detectron2's ``TEST.KEYPOINT_OKS_SIGMAS``); None: COCO's 17 person sigmas.
+        min_keypoints_per_image: task ``keypoints``: training images with fewer labelled
+            keypoints are skipped (Detectron2's ``MIN_KEYPOINTS_PER_IMAGE``, 1 in its recipes).
         **loader_kwargs: :class:`DetectionDataModule`'s keyword arguments.
     """
 
@@ -130,9 +135,13 @@ class CocoDataModule(DetectionDataModule):
         test_min_size: int = 800,
         test_max_size: int = 1333,
         lsj_size: int | None = None,
+        keypoint_oks_sigmas: Sequence[float] | None = None,
+        min_keypoints_per_image: int = 0,
         **loader_kwargs,
     ) -> None:
         super().__init__(**loader_kwargs)
+        self.keypoint_oks_sigmas = keypoint_oks_sigmas
+        self.min_keypoints_per_image = min_keypoints_per_image
         self.root = Path(root)
         self.splits = {
             "train": (train_json, train_images, train_panoptic_root),
@@ -152,6 +161,11 @@ class CocoDataModule(DetectionDataModule):
         kwargs = {"skip_crowd_only": training}
         if self.task == "panoptic":
             kwargs["panoptic_root"] = self.root / (panoptic_root or "")
+        if self.task == "keypoints":
+            if self.keypoint_oks_sigmas is not None:
+                kwargs["keypoint_oks_sigmas"] = list(self.keypoint_oks_sigmas)
+            if training:
+                kwargs["min_keypoints_per_image"] = self.min_keypoints_per_image
         return build_dataset(
             self.task,
             self.root / images,
@@ -182,7 +196,8 @@ class ShapesDataModule(CocoDataModule):
     by :meth:`prepare_data` when missing, read through the COCO readers.
 
     Images are 320-640 px, so the default resize is scaled down from COCO's (short side
-    384-512 for training, 448 for test).
+    384-512 for training, 448 for test). Task ``keypoints`` evaluates keypoint AP with the
+    ``figure``'s own OKS sigmas (:data:`detzoo.data.synthetic.KEYPOINT_OKS_SIGMAS`).
 
     Args:
         root: dataset directory (``root/{train,val}/...``).
@@ -208,6 +223,9 @@ class ShapesDataModule(CocoDataModule):
         kwargs.setdefault("train_max_size", 853)
         kwargs.setdefault("test_min_size", 448)
         kwargs.setdefault("test_max_size", 853)
+        if task == "keypoints" and kwargs.get("keypoint_oks_sigmas") is None:
+            # (LightningCLI passes every argument, unset ones as None)
+            kwargs["keypoint_oks_sigmas"] = KEYPOINT_OKS_SIGMAS
         name = _SHAPES_FILES[task]
         super().__init__(
             root,

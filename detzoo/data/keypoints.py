@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,17 @@ class CocoKeypoints(CocoDetection):
     Pass 0.0 for files with continuous coordinates. Annotations without ``keypoints`` get K
     unlabeled points.
 
+    ``keypoint_oks_sigmas`` (K floats) are the dataset's per-keypoint OKS sigmas for keypoint AP
+    (Detectron2's ``TEST.KEYPOINT_OKS_SIGMAS``); ``None`` leaves evaluation to COCO's 17 person
+    sigmas. ``min_keypoints_per_image`` drops images with fewer labelled keypoints (all
+    annotations together), with a warning: Detectron2's ``MIN_KEYPOINTS_PER_IMAGE`` (1) for
+    training sets.
+
     Attributes:
         keypoint_names: the K names of the (first) category listing ``keypoints``.
         keypoint_flip_map: ``(left, right)`` name pairs swapped by a horizontal flip, derived from
             the names unless given.
+        keypoint_oks_sigmas: the K OKS sigmas given, or None.
     """
 
     def __init__(
@@ -38,6 +47,8 @@ class CocoKeypoints(CocoDetection):
         skip_crowd_only: bool = False,
         keypoint_flip_map: list[tuple[str, str]] | None = None,
         keypoint_offset: float = 0.5,
+        keypoint_oks_sigmas: Sequence[float] | None = None,
+        min_keypoints_per_image: int = 0,
     ) -> None:
         self.keypoint_offset = keypoint_offset
         super().__init__(
@@ -51,6 +62,32 @@ class CocoKeypoints(CocoDetection):
             keypoint_flip_map = flip_map_from_names(self.keypoint_names)
         self.keypoint_flip_map = [tuple(pair) for pair in keypoint_flip_map]
         self.keypoint_flip_indices = flip_indices(self.keypoint_names, self.keypoint_flip_map)
+        if keypoint_oks_sigmas is not None and len(keypoint_oks_sigmas) != len(self.keypoint_names):
+            raise ValueError(
+                f"{self.annotation_json}: {len(keypoint_oks_sigmas)} keypoint_oks_sigmas for "
+                f"{len(self.keypoint_names)} keypoints {self.keypoint_names}"
+            )
+        self.keypoint_oks_sigmas = (
+            [float(s) for s in keypoint_oks_sigmas] if keypoint_oks_sigmas is not None else None
+        )
+        if min_keypoints_per_image > 0:
+            self.records = self._with_enough_keypoints(self.records, min_keypoints_per_image)
+
+    def _with_enough_keypoints(self, records: list[dict], minimum: int) -> list[dict]:
+        """Detectron2's ``filter_images_with_few_keypoints``."""
+        kept = [
+            r
+            for r in records
+            if sum(int((a["keypoints"][:, 2] > 0).sum()) for a in r["annotations"]) >= minimum
+        ]
+        if len(kept) < len(records):
+            warnings.warn(
+                f"{self.annotation_json}: skipped {len(records) - len(kept)} of {len(records)} "
+                f"images with fewer than {minimum} labelled keypoints (Detectron2's "
+                "MIN_KEYPOINTS_PER_IMAGE)",
+                stacklevel=3,
+            )
+        return kept
 
     @property
     def keypoint_names(self) -> list[str]:

@@ -137,8 +137,12 @@ class CocoEvaluator:
             for tm_key, key in _SUMMARY_KEYS.items():
                 results[f"{iou_type}/{key}"] = _nan_if_negative(float(raw[prefix + tm_key]))
             if self.class_names is not None:
+                # torchmetrics returns 0-d tensors when one class was seen: flatten to lists
                 per_class = dict(
-                    zip(raw["classes"].tolist(), raw[prefix + "map_per_class"].tolist())
+                    zip(
+                        raw["classes"].reshape(-1).tolist(),
+                        raw[prefix + "map_per_class"].reshape(-1).tolist(),
+                    )
                 )
                 for label, name in enumerate(self.class_names):
                     results[f"{iou_type}/AP-{name}"] = _nan_if_negative(per_class.get(label, -1.0))

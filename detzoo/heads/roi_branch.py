@@ -20,16 +20,18 @@ from detzoo.heads.poolers import ROIPooler
 from detzoo.heads.roi_sampling import SampledProposals
 
 
+def foreground_masks(samples: Sequence[SampledProposals], num_classes: int) -> list[torch.Tensor]:
+    """Per image, bool ``[R_i]``: which sampled proposals are foreground (``gt_classes`` in
+    ``[0, K)``)."""
+    return [(s.gt_classes >= 0) & (s.gt_classes < num_classes) for s in samples]
+
+
 def select_foreground(
     samples: Sequence[SampledProposals], num_classes: int
 ) -> list[SampledProposals]:
-    """Each image's sampled proposals restricted to foreground (``gt_classes`` in ``[0, K)``),
-    as Detectron2's ``select_foreground_proposals``."""
-    out = []
-    for s in samples:
-        fg = (s.gt_classes >= 0) & (s.gt_classes < num_classes)
-        out.append(SampledProposals(s.boxes[fg], s.gt_classes[fg], s.gt_boxes[fg], s.gt_index[fg]))
-    return out
+    """Each image's sampled proposals restricted to foreground, as Detectron2's
+    ``select_foreground_proposals``."""
+    return [s.select(fg) for s, fg in zip(samples, foreground_masks(samples, num_classes))]
 
 
 class ROIBranch(Recordable, nn.Module):
@@ -37,10 +39,12 @@ class ROIBranch(Recordable, nn.Module):
 
     Args:
         in_features: feature names the pooler reads, finest first (``["p2", "p3", "p4", "p5"]``).
-        pooler: pools ``[R, C, S, S]`` features for boxes in input pixels.
+        pooler: pools ``[R, C, S, S]`` features for boxes in input pixels; ``None`` for a branch
+            whose ROI heads hand it per-ROI features they computed themselves (C4 models' mask
+            head reads the res5 features of the box branch: :meth:`train_on`, :meth:`predict_on`).
     """
 
-    def __init__(self, in_features: Sequence[str], pooler: ROIPooler):
+    def __init__(self, in_features: Sequence[str], pooler: ROIPooler | None):
         super().__init__()
         self.in_features = list(in_features)
         self.pooler = pooler
@@ -81,6 +85,11 @@ class ROIBranch(Recordable, nn.Module):
         self, features: Mapping[str, torch.Tensor], boxes: Sequence[torch.Tensor]
     ) -> torch.Tensor:
         """Pooled features ``[R, C, S, S]`` for per-image boxes ``[R_i, 4]``."""
+        if self.pooler is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has no pooler: its ROI heads must pass it per-ROI features "
+                f"(train_on / predict_on), as C4 ROI heads do"
+            )
         return self.pooler([features[f] for f in self.in_features], boxes)
 
     def forward_train(
@@ -92,12 +101,26 @@ class ROIBranch(Recordable, nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Loss terms on the training instances chosen from the ROI heads' ``samples``."""
         instances = self.select_instances(samples, targets, num_classes)
-        outputs = self.layers(self.pool(features, [s.boxes for s in instances]))
-        return self.losses(outputs, instances, targets)
+        return self.train_on(self.pool(features, [s.boxes for s in instances]), instances, targets)
 
     def forward_predict(
         self, features: Mapping[str, torch.Tensor], detections: Sequence[dict[str, torch.Tensor]]
     ) -> None:
         """Runs on the final detections' boxes and adds the branch's fields to them."""
-        outputs = self.layers(self.pool(features, [d["boxes"] for d in detections]))
-        self.predict(outputs, detections)
+        self.predict_on(self.pool(features, [d["boxes"] for d in detections]), detections)
+
+    def train_on(
+        self,
+        pooled: torch.Tensor,
+        instances: Sequence[SampledProposals],
+        targets: Sequence[Mapping[str, torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
+        """Loss terms from per-ROI features ``[R, C, S, S]`` of ``instances`` (all images', in
+        order)."""
+        return self.losses(self.layers(pooled), instances, targets)
+
+    def predict_on(
+        self, pooled: torch.Tensor, detections: Sequence[dict[str, torch.Tensor]]
+    ) -> None:
+        """Adds the branch's fields to ``detections`` from their per-ROI features ``[D, C, S, S]``."""
+        self.predict(self.layers(pooled), detections)

@@ -9,15 +9,14 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
-from torchvision.ops import box_iou
 
 from detzoo.config import Recordable
 from detzoo.heads.box_head import ConvFCHead
 from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
 from detzoo.heads.matcher import Matcher
 from detzoo.heads.poolers import ROIPooler
-from detzoo.heads.roi_branch import ROIBranch
-from detzoo.heads.roi_sampling import SampledProposals
+from detzoo.heads.roi_branch import ROIBranch, foreground_masks
+from detzoo.heads.roi_sampling import SampledProposals, label_proposals
 from detzoo.heads.sampler import subsample_labels
 
 
@@ -55,26 +54,19 @@ class ROIHeads(Recordable, nn.Module):
         ``labels``) and samples ``batch_size_per_image`` of them."""
         samples = []
         for boxes, target in zip(proposals, targets):
-            gt_boxes, gt_labels = target["boxes"], target["labels"]
+            gt_boxes = target["boxes"]
             if self.proposal_append_gt:
                 boxes = torch.cat([boxes, gt_boxes.to(boxes.dtype)])
-            matched_idxs, match_labels = self.proposal_matcher(box_iou(gt_boxes, boxes))
-            if len(gt_boxes):
-                gt_classes = gt_labels[matched_idxs].clone()
-                gt_classes[match_labels == 0] = self.num_classes
-                gt_classes[match_labels == -1] = -1
-            else:
-                gt_classes = torch.full_like(matched_idxs, self.num_classes)
+            labelled = label_proposals(
+                boxes, gt_boxes, target["labels"], self.proposal_matcher, self.num_classes
+            )
             fg, bg = subsample_labels(
-                gt_classes, self.batch_size_per_image, self.positive_fraction, self.num_classes
+                labelled.gt_classes,
+                self.batch_size_per_image,
+                self.positive_fraction,
+                self.num_classes,
             )
-            idx = torch.cat([fg, bg])
-            matched_gt = (
-                gt_boxes[matched_idxs[idx]] if len(gt_boxes) else boxes.new_zeros((len(idx), 4))
-            )
-            samples.append(
-                SampledProposals(boxes[idx], gt_classes[idx], matched_gt, matched_idxs[idx])
-            )
+            samples.append(labelled.select(torch.cat([fg, bg])))
         return samples
 
 
@@ -130,7 +122,7 @@ class StandardROIHeads(ROIHeads):
             if targets is None:
                 raise ValueError("ROI heads in training mode need targets")
             samples = self.label_and_sample_proposals(proposals, targets)
-            losses = self.box_losses(features, samples)
+            losses = self.box_losses(features, samples, image_sizes, targets)
             for branch in self.branches():
                 losses.update(branch.forward_train(features, samples, targets, self.num_classes))
             return [], losses
@@ -147,8 +139,14 @@ class StandardROIHeads(ROIHeads):
         return self.box_head(pooled)
 
     def box_losses(
-        self, features: Mapping[str, torch.Tensor], samples: Sequence[SampledProposals]
+        self,
+        features: Mapping[str, torch.Tensor],
+        samples: Sequence[SampledProposals],
+        image_sizes: Sequence[tuple[int, int]],
+        targets: Sequence[Mapping[str, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
+        """Box-branch loss terms on the sampled proposals. ``image_sizes`` ``(H, W)`` and
+        ``targets`` serve heads that relabel their own boxes (cascade stages); unused here."""
         predictions = self.box_predictor(self.box_features(features, [s.boxes for s in samples]))
         return self.box_predictor.losses(
             predictions,
@@ -171,14 +169,20 @@ class StandardROIHeads(ROIHeads):
 
 class Res5ROIHeads(StandardROIHeads):
     """C4 models' ROI heads: pool ``res4`` features (14×14), run the backbone's ``res5`` stage on
-    them, average-pool over space, predict.
+    them, average-pool over space, predict. An optional mask head reads the same res5 features
+    ``[R, C5, 7, 7]`` (Detectron2's ``_shared_roi_transform``): in training those of the
+    foreground samples, computed once for both branches; at inference those of the detections.
 
     Args:
         box_in_features: ``["res4"]``.
         box_pooler: a single-level pooler at the res4 scale.
         res5: the res5 stage (``[R, C4, 14, 14]`` → ``[R, C5, 7, 7]``), named ``res5`` as in Detectron2.
         box_predictor: predictor on ``C5`` features.
+        mask_head: optional mask branch on the res5 features, without a pooler (Mask R-CNN C4).
+        **kwargs: :class:`ROIHeads` arguments.
     """
+
+    branch_names = ("mask_head",)
 
     def __init__(
         self,
@@ -186,6 +190,7 @@ class Res5ROIHeads(StandardROIHeads):
         box_pooler: ROIPooler,
         res5: nn.Module,
         box_predictor: FastRCNNOutputLayers,
+        mask_head: ROIBranch | None = None,
         **kwargs,
     ):
         ROIHeads.__init__(self, num_classes=box_predictor.num_classes, **kwargs)
@@ -193,9 +198,45 @@ class Res5ROIHeads(StandardROIHeads):
         self.box_pooler = box_pooler
         self.res5 = res5
         self.box_predictor = box_predictor
+        self.mask_head = mask_head
+
+    def shared_roi_transform(
+        self, features: Mapping[str, torch.Tensor], boxes: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """res5 features ``[R, C5, 7, 7]`` of per-image boxes (pooled from res4)."""
+        return self.res5(self.box_pooler([features[f] for f in self.box_in_features], boxes))
 
     def box_features(
         self, features: Mapping[str, torch.Tensor], boxes: Sequence[torch.Tensor]
     ) -> torch.Tensor:
-        pooled = self.box_pooler([features[f] for f in self.box_in_features], boxes)
-        return self.res5(pooled).mean(dim=(2, 3))
+        return self.shared_roi_transform(features, boxes).mean(dim=(2, 3))
+
+    def forward(
+        self,
+        features: Mapping[str, torch.Tensor],
+        proposals: Sequence[torch.Tensor],
+        image_sizes: Sequence[tuple[int, int]],
+        targets: Sequence[Mapping[str, torch.Tensor]] | None = None,
+    ) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        """As :meth:`StandardROIHeads.forward`, the mask head sharing the box branch's res5."""
+        if not self.training:
+            detections = self.predict_boxes(features, proposals, image_sizes)
+            if self.mask_head is not None:
+                shared = self.shared_roi_transform(features, [d["boxes"] for d in detections])
+                self.mask_head.predict_on(shared, detections)
+            return detections, {}
+        if targets is None:
+            raise ValueError("ROI heads in training mode need targets")
+        samples = self.label_and_sample_proposals(proposals, targets)
+        shared = self.shared_roi_transform(features, [s.boxes for s in samples])
+        losses = self.box_predictor.losses(
+            self.box_predictor(shared.mean(dim=(2, 3))),
+            torch.cat([s.boxes for s in samples]),
+            torch.cat([s.gt_classes for s in samples]),
+            torch.cat([s.gt_boxes for s in samples]),
+        )
+        if self.mask_head is not None:
+            fg = foreground_masks(samples, self.num_classes)
+            instances = [s.select(m) for s, m in zip(samples, fg)]
+            losses.update(self.mask_head.train_on(shared[torch.cat(fg)], instances, targets))
+        return [], losses

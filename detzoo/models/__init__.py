@@ -1,8 +1,19 @@
 """The detzoo LightningModules, one per algorithm, on the shared :class:`DetectionModel` base."""
 
 from detzoo.models.base import DetectionModel
+from detzoo.models.cascade_rcnn import CascadeRCNN
 from detzoo.models.faster_rcnn import FasterRCNN
+from detzoo.models.keypoint_rcnn import KeypointRCNN
+from detzoo.models.mask_rcnn import MaskRCNN
 from detzoo.models.retinanet import RetinaNet
 from detzoo.models.solver import Solver
 
-__all__ = ["DetectionModel", "FasterRCNN", "RetinaNet", "Solver"]
+__all__ = [
+    "CascadeRCNN",
+    "DetectionModel",
+    "FasterRCNN",
+    "KeypointRCNN",
+    "MaskRCNN",
+    "RetinaNet",
+    "Solver",
+]

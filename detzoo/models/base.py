@@ -19,12 +19,20 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from detzoo.config import Recordable, build
-from detzoo.evaluation import CocoEvaluator, format_metrics_table
+from detzoo.evaluation import CocoEvaluator, KeypointEvaluator, format_metrics_table
 from detzoo.models.postprocess import rescale_detections
 from detzoo.models.solver import Solver
 from detzoo.structures.image_list import ImageList
 
 Batch = tuple[list[torch.Tensor], list[dict]]
+
+#: target fields that are Python lists with one entry per instance (kept aligned with ``boxes``
+#: when crowd regions are dropped): ``polygons``, each instance's list of flat polygons
+PER_INSTANCE_LISTS = ("polygons",)
+
+#: key of a Lightning checkpoint holding the model's class path (its hyper-parameters are the
+#: init arguments), so the checkpoint alone rebuilds the model (detzoo.zoo.load_checkpoint)
+CHECKPOINT_CLASS_PATH_KEY = "detzoo_class_path"
 
 
 class DetectionModel(Recordable, L.LightningModule):
@@ -77,6 +85,11 @@ class DetectionModel(Recordable, L.LightningModule):
 
     def on_recorded(self) -> None:
         self.save_hyperparameters(self._detzoo_spec["init_args"], logger=True)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        spec = getattr(self, "_detzoo_spec", None)
+        if spec is not None:
+            checkpoint[CHECKPOINT_CLASS_PATH_KEY] = spec["class_path"]
 
     def on_unrecorded(self, reason: str) -> None:
         warnings.warn(
@@ -159,7 +172,9 @@ class DetectionModel(Recordable, L.LightningModule):
         ]
 
     def _training_target(self, target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Drops crowd regions (Detectron2 trains without them) and moves tensors to the device."""
+        """Drops crowd regions (Detectron2 trains without them) and moves tensors to the device.
+        Per-instance fields are the tensors with one row per instance and the lists named in
+        :data:`PER_INSTANCE_LISTS` (``polygons``: one list of polygons per instance)."""
         out = {
             k: (v.to(self.device) if isinstance(v, torch.Tensor) else v) for k, v in target.items()
         }
@@ -174,6 +189,9 @@ class DetectionModel(Recordable, L.LightningModule):
                     and key != "iscrowd"
                 ):
                     out[key] = value[keep]
+            for key in PER_INSTANCE_LISTS:
+                if key in out:
+                    out[key] = [v for v, k in zip(out[key], keep.tolist()) if k]
             out["iscrowd"] = out["iscrowd"][keep]
         return out
 
@@ -206,15 +224,29 @@ class DetectionModel(Recordable, L.LightningModule):
     # ---- evaluation ------------------------------------------------------------------------
     def build_evaluators(self) -> list:
         """Fresh evaluators for one validation/test run: COCO AP on :attr:`eval_iou_types`, per
-        class when the evaluated dataset has ``class_names``. Override to add others."""
-        return [CocoEvaluator(self.eval_iou_types, class_names=self._eval_class_names())]
+        class when the evaluated dataset has ``class_names``; keypoint AP (OKS) when they include
+        ``"keypoints"``, with the dataset's ``keypoint_oks_sigmas`` when it has them (else COCO's
+        17 person sigmas). Override to add others."""
+        box_types = tuple(t for t in self.eval_iou_types if t != "keypoints")
+        evaluators: list = [CocoEvaluator(box_types, class_names=self._eval_class_names())]
+        if "keypoints" in self.eval_iou_types:
+            sigmas = self._eval_dataset_attribute("keypoint_oks_sigmas")
+            evaluators.append(KeypointEvaluator(sigmas))
+        return evaluators
 
-    def _eval_class_names(self) -> list[str] | None:
+    def _eval_dataset_attribute(self, attribute: str):
+        """``attribute`` of the evaluated dataset (the data module's val, else test dataset)."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         for name in ("val_dataset", "test_dataset"):
-            names = getattr(getattr(datamodule, name, None), "class_names", None)
-            if names is not None and len(names) == getattr(self, "num_classes", None):
-                return list(names)
+            value = getattr(getattr(datamodule, name, None), attribute, None)
+            if value is not None:
+                return value
+        return None
+
+    def _eval_class_names(self) -> list[str] | None:
+        names = self._eval_dataset_attribute("class_names")
+        if names is not None and len(names) == getattr(self, "num_classes", None):
+            return list(names)
         return None
 
     def _evaluate_batch(self, batch: Batch) -> None:

@@ -9,6 +9,7 @@ from detzoo.heads.anchors import AnchorGenerator
 from detzoo.heads.box_head import ConvFCHead
 from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
 from detzoo.heads.poolers import ROIPooler
+from detzoo.heads.roi_branch import ROIBranch
 from detzoo.heads.roi_heads import Res5ROIHeads, StandardROIHeads
 from detzoo.heads.rpn import RPN, RPNHead
 from detzoo.models.rcnn import GeneralizedRCNN
@@ -22,9 +23,10 @@ def is_fpn(backbone: nn.Module) -> bool:
     return all(level in backbone.output_shape() for level in FPN_RPN_LEVELS)
 
 
-def default_rpn(backbone: nn.Module) -> RPN:
+def default_rpn(backbone: nn.Module, post_nms_topk_train: int | None = None) -> RPN:
     """Detectron2's RPN for this backbone: FPN (one anchor size per level p2–p6, top-k 2000/1000
-    train, 1000/1000 test) or C4 (five sizes on res4, top-k 12000/2000 train, 6000/1000 test)."""
+    train, 1000/1000 test) or C4 (five sizes on res4, top-k 12000/2000 train, 6000/1000 test).
+    ``post_nms_topk_train`` replaces the training post-NMS top-k (Keypoint R-CNN: 1500)."""
     shapes = backbone.output_shape()
     ratios = [[0.5, 1.0, 2.0]]
     if is_fpn(backbone):
@@ -37,25 +39,38 @@ def default_rpn(backbone: nn.Module) -> RPN:
         levels = ["res4"]
         anchors = AnchorGenerator([[32, 64, 128, 256, 512]], ratios, [shapes["res4"].stride])
         topk = {"pre_nms_topk": (12000, 6000), "post_nms_topk": (2000, 1000)}
+    if post_nms_topk_train is not None:
+        topk["post_nms_topk"] = (post_nms_topk_train, topk["post_nms_topk"][1])
     channels = shapes[levels[0]].channels
     head = RPNHead(channels, anchors.num_anchors_per_cell[0])
     return RPN(levels, head, anchors, **topk)
 
 
-def default_box_predictor(in_features: int, num_classes: int) -> FastRCNNOutputLayers:
-    return FastRCNNOutputLayers(in_features, num_classes)
+def default_box_predictor(
+    in_features: int, num_classes: int, smooth_l1_beta: float = 0.0
+) -> FastRCNNOutputLayers:
+    return FastRCNNOutputLayers(in_features, num_classes, smooth_l1_beta=smooth_l1_beta)
 
 
-def default_roi_heads(backbone: nn.Module, num_classes: int) -> nn.Module:
+def default_roi_heads(
+    backbone: nn.Module, num_classes: int, smooth_l1_beta: float = 0.0, **branches: ROIBranch
+) -> nn.Module:
     """Detectron2's ROI heads: FPN — 7×7 ROIAlignV2 pooling on p2–p5, two 1024-d FCs; C4 — 14×14
-    pooling on res4 and the ``res5`` stage (built by the backbone's ``make_res5_head``)."""
+    pooling on res4 and the ``res5`` stage (built by the backbone's ``make_res5_head``).
+    ``smooth_l1_beta``: the box regression loss's (Detectron2's ``ROI_BOX_HEAD.SMOOTH_L1_BETA``);
+    ``branches``: per-instance heads (``mask_head=...``, ``keypoint_head=...``); the C4 heads take
+    a ``mask_head`` only, which reads their res5 features (no pooler of its own)."""
     shapes = backbone.output_shape()
     if is_fpn(backbone):
         levels = list(FPN_ROI_LEVELS)
         pooler = ROIPooler(7, [1.0 / shapes[f].stride for f in levels], sampling_ratio=0)
         head = ConvFCHead((shapes[levels[0]].channels, 7, 7), conv_dims=(), fc_dims=(1024, 1024))
-        return StandardROIHeads(
-            levels, pooler, head, default_box_predictor(head.output_size, num_classes)
+        predictor = default_box_predictor(head.output_size, num_classes, smooth_l1_beta)
+        return StandardROIHeads(levels, pooler, head, predictor, **branches)
+    if set(branches) - {"mask_head"}:
+        raise ValueError(
+            f"the C4 ROI heads take no per-instance branch but a mask head "
+            f"({sorted(set(branches) - {'mask_head'})}); use an FPN backbone"
         )
     if not hasattr(backbone, "make_res5_head"):
         raise ValueError(
@@ -64,7 +79,13 @@ def default_roi_heads(backbone: nn.Module, num_classes: int) -> nn.Module:
         )
     res5, channels = backbone.make_res5_head()
     pooler = ROIPooler(14, [1.0 / shapes["res4"].stride], sampling_ratio=0)
-    return Res5ROIHeads(["res4"], pooler, res5, default_box_predictor(channels, num_classes))
+    return Res5ROIHeads(
+        ["res4"],
+        pooler,
+        res5,
+        default_box_predictor(channels, num_classes, smooth_l1_beta),
+        **branches,
+    )
 
 
 class FasterRCNN(GeneralizedRCNN):

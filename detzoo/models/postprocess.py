@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import torch
 
+from detzoo.ops import paste_masks_in_image
+
 
 def rescale_detections(
-    pred: dict[str, torch.Tensor], input_size: tuple[int, int], output_size: tuple[int, int]
+    pred: dict[str, torch.Tensor],
+    input_size: tuple[int, int],
+    output_size: tuple[int, int],
+    mask_threshold: float = 0.5,
 ) -> dict[str, torch.Tensor]:
     """Scales ``boxes`` (and ``keypoints`` x/y) from ``input_size`` to ``output_size`` (both
     ``(height, width)`` in pixels), clips boxes to the output image and drops boxes that became
-    empty, with every per-instance field. Other fields are returned unchanged."""
+    empty, with every per-instance field. Per-box mask probabilities ``masks`` ``[N, 1, M, M]``
+    (mask heads' output) are then pasted into the output image at the rescaled boxes: bool
+    ``[N, H_out, W_out]``, ``probability >= mask_threshold``. Other fields are returned unchanged."""
     scale_y = output_size[0] / input_size[0]
     scale_x = output_size[1] / input_size[1]
     boxes = pred["boxes"] * boxes_scale(scale_x, scale_y, pred["boxes"])
@@ -38,6 +45,9 @@ def rescale_detections(
         if isinstance(value, torch.Tensor) and value.dim() >= 1 and len(value) == n:
             value = value[keep]
         out[key] = value
+    masks = out.get("masks")
+    if isinstance(masks, torch.Tensor) and masks.dim() == 4:
+        out["masks"] = paste_masks_in_image(masks[:, 0], out["boxes"], (h, w), mask_threshold)
     return out
 
 

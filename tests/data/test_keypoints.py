@@ -48,3 +48,22 @@ def test_wrong_keypoint_count_names_the_annotation(tmp_path):
 def test_file_without_keypoint_names_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="no category lists 'keypoints'"):
         CocoKeypoints(tmp_path / "images", write_dataset(tmp_path))
+
+
+def test_training_images_with_too_few_labelled_keypoints_are_skipped(tmp_path):
+    path = write_dataset(tmp_path, _keypoint_dataset())
+    assert len(CocoKeypoints(tmp_path / "images", path)) == 3
+    with pytest.warns(UserWarning, match="skipped 2 of 3 images with fewer than 1 labelled"):
+        kept = CocoKeypoints(tmp_path / "images", path, min_keypoints_per_image=1)
+    assert [r["image_id"] for r in kept.records] == [1]  # 2 labelled keypoints
+    with pytest.warns(UserWarning, match="skipped 3 of 3"):
+        CocoKeypoints(tmp_path / "images", path, min_keypoints_per_image=3)
+
+
+def test_oks_sigmas_are_kept_and_checked(tmp_path):
+    path = write_dataset(tmp_path, _keypoint_dataset())
+    assert CocoKeypoints(tmp_path / "images", path).keypoint_oks_sigmas is None
+    dataset = CocoKeypoints(tmp_path / "images", path, keypoint_oks_sigmas=(0.1, 0.2, 0.3))
+    assert dataset.keypoint_oks_sigmas == [0.1, 0.2, 0.3]
+    with pytest.raises(ValueError, match="2 keypoint_oks_sigmas for 3 keypoints"):
+        CocoKeypoints(tmp_path / "images", path, keypoint_oks_sigmas=(0.1, 0.2))

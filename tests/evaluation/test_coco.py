@@ -104,3 +104,16 @@ def test_bad_input():
         evaluator.update([{k: v for k, v in preds[0].items() if k != "masks"}], targets[:1])
     with pytest.raises(ValueError, match="2 predictions for 1 targets"):
         evaluator.update(preds[:2], targets[:1])
+
+
+def test_per_class_ap_of_a_single_class():
+    """One class (keypoint models' person / figure): torchmetrics' per-class tensors are 0-d."""
+    evaluator = CocoEvaluator(("bbox",), class_names=["figure"])
+    box = torch.tensor([[10.0, 10.0, 50.0, 60.0]])
+    evaluator.update(
+        [{"boxes": box, "scores": torch.tensor([0.9]), "labels": torch.tensor([0])}],
+        [{"boxes": box, "labels": torch.tensor([0])}],
+    )
+    results = evaluator.compute()
+    assert results["bbox/AP"] == pytest.approx(1.0)
+    assert results["bbox/AP-figure"] == pytest.approx(1.0)

@@ -4,11 +4,18 @@ See :mod:`.writer` for the on-disk layout and :mod:`.categories` for categories,
 the DensePose part table.
 """
 
-from .categories import KEYPOINT_NAMES, SKELETON, STUFF_CATEGORIES, THING_CATEGORIES
+from .categories import (
+    KEYPOINT_NAMES,
+    KEYPOINT_OKS_SIGMAS,
+    SKELETON,
+    STUFF_CATEGORIES,
+    THING_CATEGORIES,
+)
 from .writer import write_shapes_dataset
 
 __all__ = [
     "KEYPOINT_NAMES",
+    "KEYPOINT_OKS_SIGMAS",
     "SKELETON",
     "STUFF_CATEGORIES",
     "THING_CATEGORIES",

@@ -87,6 +87,25 @@ KEYPOINT_NAMES: tuple[str, ...] = (
     "left_ankle",
     "right_ankle",
 )
+# Per-keypoint OKS sigmas of ``figure`` for keypoint AP: COCO's sigmas of the same 13 joints
+# (COCO's 17 person sigmas without eyes and ears). OKS scales them by sqrt(annotated area); the
+# figure's area is ~0.22 of its squared height, about a standing COCO person's, so they give
+# the same tolerances relative to body size as COCO's keypoint AP.
+KEYPOINT_OKS_SIGMAS: tuple[float, ...] = (
+    0.026,  # nose
+    0.079,  # shoulders
+    0.079,
+    0.072,  # elbows
+    0.072,
+    0.062,  # wrists
+    0.062,
+    0.107,  # hips
+    0.107,
+    0.087,  # knees
+    0.087,
+    0.089,  # ankles
+    0.089,
+)
 # 1-based keypoint index pairs, as in COCO's ``skeleton``.
 SKELETON: tuple[tuple[int, int], ...] = (
     (12, 10),
