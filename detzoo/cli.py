@@ -7,10 +7,18 @@ paths) are printed as one line, without a traceback, with exit code 1.
 """
 
 import argparse
+import pickle
 import sys
 from collections.abc import Callable, Sequence
 
-_USER_ERRORS = (ValueError, OSError)
+from detzoo.commands.demo import add_demo
+from detzoo.commands.predict import add_predict
+from detzoo.commands.zoo import add_zoo
+from detzoo.zoo.index import ZooError
+
+# ValueError also covers checksum and checkpoint-mismatch errors, OSError download errors and
+# missing files, UnpicklingError a refused or corrupt .pkl, ZooError an unknown model name.
+_USER_ERRORS = (ValueError, OSError, pickle.UnpicklingError, ZooError)
 
 
 def _data_shapes(args: argparse.Namespace) -> int:
@@ -59,8 +67,7 @@ def _add_lightning(subparsers: argparse._SubParsersAction) -> None:
         "fit": "train a model from a LightningCLI config (e.g. zoo_configs/shapes/*.yaml)",
         "validate": "evaluate a model on the validation set",
         "test": "evaluate a model on the test set",
-        "predict": "run a model over the predict set",
-    }
+    }  # predict: see detzoo.commands.predict (LightningCLI's when given --config)
     for name, help_ in helps.items():
         # Everything after the subcommand (including --help) belongs to LightningCLI.
         parser = subparsers.add_parser(name, help=help_, add_help=False, prefix_chars="\0")
@@ -68,7 +75,13 @@ def _add_lightning(subparsers: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=_lightning)
 
 
-_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_data, _add_lightning)
+_COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_data,
+    _add_lightning,
+    add_predict,
+    add_zoo,
+    add_demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

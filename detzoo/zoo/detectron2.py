@@ -20,7 +20,7 @@ from torch import nn
 from detzoo.zoo.safe_pickle import load_arrays_pickle
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model (missing, unexpected or misshapen keys)."""
 
 
@@ -33,17 +33,30 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".pkl":
         data = load_arrays_pickle(path)
     else:
-        try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise RuntimeError(
-                f"{path} could not be read as a weights-only torch checkpoint: {err}"
-            ) from err
+        data = torch_load_weights_only(path)
+    return weights_of(data, str(path))
+
+
+def torch_load_weights_only(path: str | Path) -> object:
+    """``torch.load(path, weights_only=True)`` on the CPU, with an error that says what to do."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ValueError(
+            f"{path} could not be read as a weights-only torch checkpoint ({err}); detzoo never "
+            f"unpickles arbitrary objects. Save the state dict alone (torch.save(model.state_dict()))"
+            f" or use detzoo.zoo.save_weights"
+        ) from err
+
+
+def weights_of(data: object, source: str) -> dict[str, torch.Tensor]:
+    """The ``{name: tensor}`` weights in a loaded checkpoint: its ``"model"`` entry (Detectron2's
+    layout) or the mapping itself; numpy arrays become tensors."""
     if isinstance(data, Mapping) and "model" in data:
         data = data["model"]
     if not isinstance(data, Mapping):
         raise CheckpointMismatchError(
-            f"{path} holds a {type(data).__name__}, not a dict of weights"
+            f"{source} holds a {type(data).__name__}, not a dict of weights"
         )
     out = {}
     for name, value in data.items():
@@ -51,7 +64,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             value = torch.from_numpy(np.ascontiguousarray(value))
         if not isinstance(value, torch.Tensor):
             raise CheckpointMismatchError(
-                f"{path}: entry {name!r} is a {type(value).__name__}, not an array"
+                f"{source}: entry {name!r} is a {type(value).__name__}, not an array"
             )
         out[str(name)] = value
     return out

@@ -31,13 +31,14 @@ from tqdm import tqdm
 
 CHUNK = 1 << 20
 RETRIES = 3
+RETRY_BACKOFF_S = 0.5  # waits 0.5 s, 1 s, ... between attempts
 
 
-class ChecksumError(RuntimeError):
+class ChecksumError(ValueError):
     """A downloaded or local file does not have the expected checksum."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """A weight file could not be fetched."""
 
 
@@ -76,6 +77,16 @@ def cached_path(url: str, directory: Path | None = None) -> Path:
     return (directory or cache_dir()) / "weights" / name
 
 
+def local_path(url: str) -> Path | None:
+    """The file a local path or ``file://`` URL names; ``None`` for any other URL."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.scheme == "file":
+        return Path(urllib.request.url2pathname(parsed.path))
+    if parsed.scheme == "":
+        return Path(url).expanduser()
+    return None
+
+
 def fetch(
     url: str,
     sha256: str | None = None,
@@ -84,19 +95,20 @@ def fetch(
     progress: bool = True,
 ) -> Path:
     """A verified local file for ``url`` (a local path, ``file://`` or ``http(s)://`` URL)."""
-    parsed = urllib.parse.urlparse(url)
-    if parsed.scheme in ("", "file"):
-        path = Path(urllib.request.url2pathname(parsed.path) if parsed.scheme else url).expanduser()
+    path = local_path(url)
+    if path is not None:
         if not path.is_file():
             raise FileNotFoundError(f"weights file {path} does not exist")
         verify(path, sha256, md5_prefix)
         return path
-    if parsed.scheme not in ("http", "https"):
+    if urllib.parse.urlparse(url).scheme not in ("http", "https"):
         raise DownloadError(
             f"unsupported URL scheme in {url!r}: use a path, file://, http:// or https://"
         )
 
     target = cached_path(url, directory)
+    if target.is_file():  # a cache hit needs no lock (and works in a read-only cache)
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _locked(target.with_name(target.name + ".lock")):
         if target.is_file():  # completed by us earlier or by another process while we waited
@@ -134,9 +146,13 @@ def _download_with_retries(url: str, part: Path, progress: bool) -> None:
                     f"{url}: HTTP {err.code} {err.reason}; check the URL in the zoo index"
                 ) from err
             last = err
+            if err.code == 416:  # the partial file is no shorter than the file: start over
+                part.unlink(missing_ok=True)
+                continue
         except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
             last = err
-        time.sleep(0.5 * 2**attempt)
+        if attempt + 1 < RETRIES:
+            time.sleep(RETRY_BACKOFF_S * 2**attempt)
     raise DownloadError(
         f"could not download {url} after {RETRIES} attempts ({last}). If this machine is offline, "
         f"download the file elsewhere and pass its path (weights=...) or put it at {part.with_suffix('')}"
