@@ -80,3 +80,19 @@ def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch):
     (log_dir,) = (tmp_path / "lightning_logs").iterdir()
     assert (log_dir / "predictions.png").is_file() and (log_dir / "config.yaml").is_file()
     assert list((log_dir / "checkpoints").glob("*.ckpt"))
+
+
+def test_shapes_data_module_keeps_its_sizes_under_lightning_cli(tmp_path):
+    """LightningCLI passes every argument, defaults included: a config that names no sizes must
+    get shapes' defaults (short side 448 at test time), not COCO's 800."""
+    config = tmp_path / "recipe.yaml"
+    text = SHAPES_RECIPE.read_text()
+    kept = [
+        line for line in text.splitlines() if not line.strip().startswith(("train_m", "test_m"))
+    ]
+    config.write_text("\n".join(kept))
+    cli = DetzooCLI(["--config", str(config), "--data.root", str(tmp_path)], run=False)
+    (test_resize,) = cli.datamodule.test_transforms.augmentations
+    assert (list(test_resize.lengths), test_resize.max_size) == ([448], 853)
+    (train_resize, *_) = cli.datamodule.train_transforms.augmentations
+    assert list(train_resize.lengths) == [384, 416, 448, 480, 512]

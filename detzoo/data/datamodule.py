@@ -203,7 +203,10 @@ class ShapesDataModule(CocoDataModule):
         root: dataset directory (``root/{train,val}/...``).
         num_train, num_val, seed: the generator's arguments.
         task: ``instances``, ``keypoints``, ``panoptic`` or ``densepose``.
-        **kwargs: :class:`CocoDataModule`'s sizes and :class:`DetectionDataModule`'s arguments.
+        train_min_size, train_max_size, test_min_size, test_max_size: as :class:`CocoDataModule`,
+            with defaults for shapes' image sizes (explicit parameters, so that LightningCLI, which
+            passes every argument, sees these defaults and not COCO's).
+        **kwargs: :class:`CocoDataModule`'s and :class:`DetectionDataModule`'s other arguments.
     """
 
     def __init__(
@@ -213,16 +216,16 @@ class ShapesDataModule(CocoDataModule):
         num_val: int = 200,
         seed: int = 0,
         task: str = "instances",
+        train_min_size: Sequence[int] = (384, 416, 448, 480, 512),
+        train_max_size: int = 853,
+        test_min_size: int = 448,
+        test_max_size: int = 853,
         **kwargs,
     ) -> None:
         if task not in _SHAPES_FILES:
             raise ValueError(
                 f"shapes has no task {task!r}; expected one of {sorted(_SHAPES_FILES)}"
             )
-        kwargs.setdefault("train_min_size", (384, 416, 448, 480, 512))
-        kwargs.setdefault("train_max_size", 853)
-        kwargs.setdefault("test_min_size", 448)
-        kwargs.setdefault("test_max_size", 853)
         if task == "keypoints" and kwargs.get("keypoint_oks_sigmas") is None:
             # (LightningCLI passes every argument, unset ones as None)
             kwargs["keypoint_oks_sigmas"] = KEYPOINT_OKS_SIGMAS
@@ -236,6 +239,10 @@ class ShapesDataModule(CocoDataModule):
             task=task,
             train_panoptic_root="train/panoptic",
             val_panoptic_root="val/panoptic",
+            train_min_size=train_min_size,
+            train_max_size=train_max_size,
+            test_min_size=test_min_size,
+            test_max_size=test_max_size,
             **kwargs,
         )
         self.num_train, self.num_val, self.dataset_seed = num_train, num_val, seed
