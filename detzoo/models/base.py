@@ -27,8 +27,13 @@ from detzoo.structures.image_list import ImageList
 Batch = tuple[list[torch.Tensor], list[dict]]
 
 #: target fields that are Python lists with one entry per instance (kept aligned with ``boxes``
-#: when crowd regions are dropped): ``polygons``, each instance's list of flat polygons
-PER_INSTANCE_LISTS = ("polygons",)
+#: when crowd regions are dropped): ``polygons``, each instance's list of flat polygons, and
+#: ``densepose``, each instance's DensePose annotation or ``None``
+PER_INSTANCE_LISTS = ("polygons", "densepose")
+
+#: target fields that belong to the whole image (never filtered per instance, whatever their
+#: first dimension): ``sem_seg`` ``[H, W]``
+IMAGE_FIELDS = ("sem_seg",)
 
 #: key of a Lightning checkpoint holding the model's class path (its hyper-parameters are the
 #: init arguments), so the checkpoint alone rebuilds the model (detzoo.zoo.load_checkpoint)
@@ -167,9 +172,21 @@ class DetectionModel(Recordable, L.LightningModule):
         detections = self.detect(batch)
         sizes = output_sizes if output_sizes is not None else batch.image_sizes
         return [
-            rescale_detections(d, in_size, tuple(int(v) for v in out_size))
+            self.postprocess(d, in_size, tuple(int(v) for v in out_size))
             for d, in_size, out_size in zip(detections, batch.image_sizes, sizes)
         ]
+
+    def postprocess(
+        self,
+        detection: dict[str, torch.Tensor],
+        input_size: tuple[int, int],
+        output_size: tuple[int, int],
+    ) -> dict:
+        """One image's prediction dict at ``output_size`` (``(height, width)``) from what
+        :meth:`detect` gave for it at ``input_size``: boxes, keypoints and masks rescaled
+        (:func:`~detzoo.models.postprocess.rescale_detections`). Models with other outputs
+        (semantic logits, panoptic segments) override this."""
+        return rescale_detections(detection, input_size, output_size)
 
     def _training_target(self, target: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Drops crowd regions (Detectron2 trains without them) and moves tensors to the device.
@@ -187,6 +204,7 @@ class DetectionModel(Recordable, L.LightningModule):
                     and value.dim() >= 1
                     and len(value) == n
                     and key != "iscrowd"
+                    and key not in IMAGE_FIELDS
                 ):
                     out[key] = value[keep]
             for key in PER_INSTANCE_LISTS:

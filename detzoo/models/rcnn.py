@@ -39,17 +39,33 @@ class GeneralizedRCNN(DetectionModel):
     def compute_losses(
         self, images: ImageList, targets: Sequence[Mapping[str, torch.Tensor]]
     ) -> dict[str, torch.Tensor]:
-        features = self.backbone(images.tensor)
-        proposals, losses = self.proposal_generator(
+        proposal_losses, head_losses = self.instance_losses(
+            self.backbone(images.tensor), images, targets
+        )
+        return {**proposal_losses, **head_losses}
+
+    def detect(self, images: ImageList) -> list[dict[str, torch.Tensor]]:
+        return self.detect_instances(self.backbone(images.tensor), images)
+
+    def instance_losses(
+        self,
+        features: Mapping[str, torch.Tensor],
+        images: ImageList,
+        targets: Sequence[Mapping[str, torch.Tensor]],
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The RPN's and the ROI heads' loss terms on the backbone's ``features``."""
+        proposals, proposal_losses = self.proposal_generator(
             features, images.image_sizes, [t["boxes"] for t in targets]
         )
         _, head_losses = self.roi_heads(
             features, [p["boxes"] for p in proposals], images.image_sizes, targets
         )
-        return {**losses, **head_losses}
+        return proposal_losses, head_losses
 
-    def detect(self, images: ImageList) -> list[dict[str, torch.Tensor]]:
-        features = self.backbone(images.tensor)
+    def detect_instances(
+        self, features: Mapping[str, torch.Tensor], images: ImageList
+    ) -> list[dict[str, torch.Tensor]]:
+        """Detections per image from the backbone's ``features``, in input pixels."""
         proposals, _ = self.proposal_generator(features, images.image_sizes)
         detections, _ = self.roi_heads(
             features, [p["boxes"] for p in proposals], images.image_sizes
