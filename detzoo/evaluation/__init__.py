@@ -9,6 +9,7 @@ from detzoo.evaluation.coco import CocoEvaluator
 from detzoo.evaluation.keypoints import COCO_PERSON_OKS_SIGMAS, KeypointEvaluator
 from detzoo.evaluation.lvis import LVISEvaluator
 from detzoo.evaluation.panoptic import PanopticEvaluator
+from detzoo.evaluation.panoptic_fpn import PanopticFPNEvaluator
 from detzoo.evaluation.semantic import SemSegEvaluator
 from detzoo.evaluation.table import format_metrics_table, log_metrics
 
@@ -18,6 +19,7 @@ __all__ = [
     "KeypointEvaluator",
     "LVISEvaluator",
     "PanopticEvaluator",
+    "PanopticFPNEvaluator",
     "SemSegEvaluator",
     "format_metrics_table",
     "log_metrics",
