@@ -2,6 +2,7 @@
 
 from detzoo.models.base import DetectionModel
 from detzoo.models.cascade_rcnn import CascadeRCNN
+from detzoo.models.densepose_rcnn import DensePoseRCNN
 from detzoo.models.faster_rcnn import FasterRCNN
 from detzoo.models.keypoint_rcnn import KeypointRCNN
 from detzoo.models.mask_rcnn import MaskRCNN
@@ -12,6 +13,7 @@ from detzoo.models.solver import Solver
 
 __all__ = [
     "CascadeRCNN",
+    "DensePoseRCNN",
     "DetectionModel",
     "FasterRCNN",
     "KeypointRCNN",

@@ -1,6 +1,6 @@
 """Box, mask, keypoint and image-batch helpers shared by data, heads and models."""
 
-from .boxes import box_area, clip_boxes, nonempty, xywh_to_xyxy, xyxy_to_xywh
+from .boxes import box_area, clip_boxes, matched_iou, nonempty, xywh_to_xyxy, xyxy_to_xywh
 from .image_list import ImageList
 from .keypoints import flip_indices, keypoint_flip_map
 from .mask_crops import (
@@ -24,6 +24,7 @@ __all__ = [
     "crop_and_resize_polygons",
     "flip_indices",
     "keypoint_flip_map",
+    "matched_iou",
     "nonempty",
     "rasterize_polygons_within_box",
     "segmentation_to_bitmap",

@@ -61,3 +61,11 @@ def nonempty(boxes: Array, threshold: float = 0.0) -> Array:
     (Detectron2's ``Boxes.nonempty``)."""
     _check(boxes)
     return ((boxes[:, 2] - boxes[:, 0]) > threshold) & ((boxes[:, 3] - boxes[:, 1]) > threshold)
+
+
+def matched_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """IoU ``[N]`` of row-aligned XYXY boxes ``[N, 4]`` (Detectron2's ``matched_pairwise_iou``)."""
+    lt = torch.maximum(boxes1[:, :2], boxes2[:, :2])
+    rb = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=1)
+    return inter / (box_area(boxes1) + box_area(boxes2) - inter)

@@ -18,8 +18,10 @@ from detzoo.zoo.table import README_BEGIN, README_END, markdown_table, text_tabl
 from .helpers import write_tiny_zoo
 
 REPO = Path(__file__).resolve().parents[2]
+# Detectron2's model zoo, and its DensePose project's (configs under projects/DensePose/configs)
 D2_URL = re.compile(
-    r"^https://dl\.fbaipublicfiles\.com/detectron2/(?P<config>[\w-]+/\w+)/\d+/model_final_[0-9a-f]{6}\.pkl$"
+    r"^https://dl\.fbaipublicfiles\.com/(?:detectron2/(?P<config>[\w-]+/\w+)|densepose/(?P<densepose>\w+))"
+    r"/\d+/model_final_[0-9a-f]{6}\.pkl$"
 )
 
 
@@ -39,7 +41,8 @@ def test_every_entry_is_valid():
             match = D2_URL.match(e.weights.url)
             assert match, e.weights.url
             assert e.weights.md5_prefix == e.weights.file_name[len("model_final_") : -4]
-            assert f"{match['config']}.yaml" == e.detectron2_config
+            config = match["config"] or f"projects/DensePose/configs/{match['densepose']}"
+            assert f"{config}.yaml" == e.detectron2_config
 
 
 def test_zoo_names_follow_their_detectron2_configs():
