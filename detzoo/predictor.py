@@ -115,8 +115,17 @@ class Predictor:
             predictions = self.model(
                 [tensor for tensor, _ in prepared], output_sizes=[size for _, size in prepared]
             )
-            outputs += [
-                {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in p.items()}
-                for p in predictions
-            ]
+            outputs += [to_cpu(p) for p in predictions]
         return outputs[0] if single else outputs
+
+
+def to_cpu(value: Any) -> Any:
+    """``value`` with every tensor in it (also inside dicts and lists, e.g. DensePose charts or
+    panoptic ``segments_info``) moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: to_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_cpu(v) for v in value)
+    return value

@@ -8,7 +8,7 @@ from PIL import Image
 
 import detzoo
 from detzoo.data.transforms import shortest_edge_size
-from detzoo.predictor import to_rgb_array
+from detzoo.predictor import to_cpu, to_rgb_array
 
 
 class _Recorder(torch.nn.Module):
@@ -66,3 +66,17 @@ def test_grey_arrays_and_bad_inputs():
         to_rgb_array("/nonexistent/image.jpg")
     with pytest.raises(ValueError, match="batch_size"):
         detzoo.Predictor(_Recorder(), batch_size=0)
+
+
+def test_to_cpu_reaches_nested_outputs():
+    """DensePose charts (a dict) and panoptic segments (a list of dicts) come back whole."""
+    pred = {
+        "boxes": torch.zeros(1, 4),
+        "densepose": {"u": torch.ones(1, 25, 4, 4)},
+        "segments_info": [{"id": 1, "score": 0.5}],
+        "pair": (torch.zeros(1), 3),
+    }
+    out = to_cpu(pred)
+    assert out["densepose"]["u"].device.type == "cpu" and out["densepose"]["u"].shape[1] == 25
+    assert out["segments_info"] == [{"id": 1, "score": 0.5}]
+    assert isinstance(out["pair"], tuple) and out["pair"][1] == 3
