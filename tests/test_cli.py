@@ -224,3 +224,24 @@ def test_demo_uses_the_newest_checkpoint_on_fresh_shapes_images(tiny_zoo, tmp_pa
 def test_demo_without_a_trained_model_says_how_to_get_one(tmp_path, capsys):
     assert main(["demo", "--logs", str(tmp_path / "none"), "--out", str(tmp_path / "d")]) == 1
     assert "detzoo fit --config zoo_configs/shapes/" in capsys.readouterr().err
+
+
+def test_predict_panoptic_model_writes_segments(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(
+        "DETZOO_ZOO_CONFIGS", str(Path(__file__).resolve().parents[1] / "zoo_configs")
+    )
+    model = detzoo.zoo.get("panoptic_fpn_R18_FPN_shapes", pretrained=False, score_thresh=0.0)
+    weights = detzoo.zoo.save_weights(model, tmp_path / "panoptic.safetensors")
+    _images(tmp_path / "images")
+    out = tmp_path / "out"
+    code = main(
+        ["predict", "--model", str(weights), "--min-size", "64", "--device", "cpu"]
+        + [str(tmp_path / "images" / "a.png"), "--out", str(out)]
+    )
+    assert code == 0, capsys.readouterr().err
+    (record,) = json.loads((out / "predictions.json").read_text())["images"]
+    rgb = np.asarray(Image.open(out / record["panoptic"])).astype(np.int64)
+    assert rgb.shape == (90, 120, 3)
+    ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    assert set(np.unique(ids).tolist()) - {0} == {s["id"] for s in record["segments_info"]}
+    assert record["segments_info"], "a score threshold of 0 pastes at least one instance"

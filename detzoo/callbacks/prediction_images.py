@@ -11,6 +11,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from torchvision.io import write_png
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks, make_grid
 
+from detzoo.structures.densepose import densepose_to_box_iuv, draw_densepose
+
 # one colour per label (cycled): Tableau's 10 categorical colours
 _PALETTE = (
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
@@ -25,13 +27,20 @@ def draw_predictions(
     score_thresh: float = 0.5,
 ) -> torch.Tensor:
     """``image`` uint8 ``[3, H, W]`` RGB with the prediction's boxes (labelled ``name score``)
-    and masks (if any) of score >= ``score_thresh`` drawn on it; returns uint8 ``[3, H, W]``."""
+    and masks (if any) of score >= ``score_thresh`` drawn on it, over the stuff segments of a
+    panoptic prediction (grey shades) and under the DensePose charts (part colours and U/V
+    isolines) of a DensePose prediction; returns uint8 ``[3, H, W]``."""
     keep = prediction["scores"] >= score_thresh
     image = image.to(torch.uint8).cpu()
+    if "segments_info" in prediction:
+        image = _draw_stuff(image, prediction["panoptic_seg"].cpu(), prediction["segments_info"])
     colors = [_PALETTE[int(label) % len(_PALETTE)] for label in prediction["labels"][keep]]
     if not colors:
         return image
-    if "masks" in prediction:
+    if "densepose" in prediction:
+        charts = {k: v[keep].cpu() for k, v in prediction["densepose"].items()}
+        image = draw_densepose(image, densepose_to_box_iuv(charts, prediction["boxes"][keep].cpu()))
+    elif "masks" in prediction:
         masks = prediction["masks"][keep].cpu().bool()
         image = draw_segmentation_masks(image, masks, alpha=0.4, colors=colors)
     labels = [
@@ -39,6 +48,18 @@ def draw_predictions(
         for label, score in zip(prediction["labels"][keep], prediction["scores"][keep])
     ]
     return draw_bounding_boxes(image, prediction["boxes"][keep].cpu(), labels, colors, width=2)
+
+
+def _draw_stuff(
+    image: torch.Tensor, panoptic: torch.Tensor, segments: Sequence[dict]
+) -> torch.Tensor:
+    """The stuff segments of a panoptic segmentation (int ``[H, W]`` ids) blended in grey shades."""
+    stuff = [s for s in segments if not s["isthing"]]
+    if not stuff:
+        return image
+    masks = torch.stack([panoptic == s["id"] for s in stuff])
+    shades = [(g, g, g) for g in (64 + 48 * (s["category_id"] % 4) for s in stuff)]
+    return draw_segmentation_masks(image, masks, alpha=0.5, colors=shades)
 
 
 class PredictionImages(L.Callback):

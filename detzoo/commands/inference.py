@@ -142,7 +142,9 @@ def predict_files(
     progress: bool = True,
 ) -> Path:
     """Runs the model over ``images``, writes ``<out_dir>/<image stem>.png`` (predictions scoring
-    at least ``score_thresh`` drawn) and ``<out_dir>/predictions.json``; returns the JSON path."""
+    at least ``score_thresh`` drawn) and ``<out_dir>/predictions.json``; returns the JSON path.
+    Panoptic models also write ``<image stem>_panoptic.png`` (COCO panoptic format: segment id =
+    R + 256 G + 256^2 B) and each image's ``segments_info`` into the JSON."""
     out_dir.mkdir(parents=True, exist_ok=True)
     min_size, max_size = loaded.size if loaded.size else (None, 0)
     predictor = Predictor(loaded.model, min_size, max_size, batch_size=batch_size)
@@ -157,15 +159,20 @@ def predict_files(
                 drawn = draw_predictions(image, prediction, loaded.class_names, score_thresh)
                 name = _unique_name(path.stem, used_names)
                 Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(out_dir / f"{name}.png")
-                records.append(
-                    {
-                        "file": str(path),
-                        "height": int(array.shape[0]),
-                        "width": int(array.shape[1]),
-                        "drawn": f"{name}.png",
-                        "instances": prediction_record(prediction, loaded.class_names),
-                    }
-                )
+                record = {
+                    "file": str(path),
+                    "height": int(array.shape[0]),
+                    "width": int(array.shape[1]),
+                    "drawn": f"{name}.png",
+                    "instances": prediction_record(prediction, loaded.class_names),
+                }
+                if "panoptic_seg" in prediction:
+                    ids = prediction["panoptic_seg"].numpy().astype(np.uint32)
+                    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1)
+                    Image.fromarray(rgb.astype(np.uint8)).save(out_dir / f"{name}_panoptic.png")
+                    record["panoptic"] = f"{name}_panoptic.png"
+                    record["segments_info"] = prediction["segments_info"]
+                records.append(record)
             bar.update(len(paths))
     result = {
         "model": loaded.source,

@@ -25,6 +25,9 @@ from detzoo.zoo.imagenet import is_c2_imagenet, is_torchvision_imagenet
 
 log = logging.getLogger("detzoo.zoo")
 
+#: BatchNorm's ``num_batches_tracked`` counters (regex on state-dict keys)
+COUNTER = r"num_batches_tracked$"
+
 
 def to_model_names(model: nn.Module, checkpoint: CheckpointFile) -> dict[str, torch.Tensor]:
     """The checkpoint's weights under the model's parameter names (Detectron2 files go through
@@ -32,7 +35,7 @@ def to_model_names(model: nn.Module, checkpoint: CheckpointFile) -> dict[str, to
     weights = checkpoint.weights
     if checkpoint.format == "detectron2":
         return rename(weights, getattr(model, "DETECTRON2_RENAMES", ()))
-    return {k: v for k, v in weights.items() if not k.endswith("num_batches_tracked")}
+    return {k: v for k, v in weights.items() if not re.search(COUNTER, k)}
 
 
 def class_specific_keys(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> list[str]:
@@ -76,11 +79,15 @@ def load_weights(
         )
     weights = to_model_names(model, checkpoint)
     skipped = class_specific_keys(model, weights) if new_classes else []
-    check_compatible(model, weights, source, skip=[f"^{re.escape(k)}$" for k in skipped])
+    # BatchNorm's batch counters are never read (momentum 0.1) and no checkpoint format carries
+    # them (to_model_names drops them): a model with BatchNorm keeps its own
+    skip = [f"^{re.escape(k)}$" for k in skipped] + [COUNTER]
+    check_compatible(model, weights, source, skip=skip)
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) for k, v in weights.items() if k not in skipped}
     result = model.load_state_dict(state, strict=False)
-    if sorted(result.missing_keys) != sorted(skipped) or result.unexpected_keys:
+    missing = [k for k in result.missing_keys if not re.search(COUNTER, k)]
+    if sorted(missing) != sorted(skipped) or result.unexpected_keys:
         raise RuntimeError(  # check_compatible passed, so this is a bug, not a user error
             f"loading {source}: missing {result.missing_keys}, unexpected {result.unexpected_keys}"
         )

@@ -3,6 +3,7 @@
 import torch
 
 from detzoo.callbacks import draw_predictions
+from detzoo.structures.densepose import part_palette
 
 
 def test_draws_confident_boxes_and_masks_only():
@@ -33,3 +34,33 @@ def test_no_detection_leaves_the_image():
         "labels": torch.zeros(0, dtype=torch.int64),
     }
     assert torch.equal(draw_predictions(image, empty), image)
+
+
+def test_panoptic_stuff_and_densepose_charts_are_drawn():
+    image = torch.zeros(3, 40, 60, dtype=torch.uint8)
+    panoptic = torch.zeros(40, 60, dtype=torch.int32)
+    panoptic[30:] = 2  # a stuff segment at the bottom; segment 1 is the instance
+    panoptic[5:15, 5:15] = 1
+    charts = {
+        "coarse_segm": torch.tensor([-5.0, 5.0]).view(1, 2, 1, 1).expand(1, 2, 8, 8),
+        "fine_segm": torch.zeros(1, 25, 8, 8),
+        "u": torch.full((1, 25, 8, 8), 0.5),
+        "v": torch.full((1, 25, 8, 8), 0.5),
+    }
+    charts["fine_segm"][:, 3] = 10.0  # every pixel on part 3
+    prediction = {
+        "boxes": torch.tensor([[5.0, 5.0, 15.0, 15.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([0]),
+        "panoptic_seg": panoptic,
+        "segments_info": [
+            {"id": 1, "isthing": True, "category_id": 0},
+            {"id": 2, "isthing": False, "category_id": 1},
+        ],
+        "densepose": charts,
+    }
+    drawn = draw_predictions(image, prediction, ["person"])
+    assert (drawn[:, 32:, 2:] > 0).all()  # the stuff segment, shaded
+    assert not (drawn[:, 20:28, 30:] > 0).any()  # void stays as it was
+    part_colour = part_palette()[3]
+    assert torch.equal(drawn[:, 10, 10], (0.7 * part_colour.float()).round().to(torch.uint8))

@@ -283,3 +283,17 @@ def test_public_api_resolves():
     assert detzoo.Predictor.__module__ == "detzoo.predictor"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         detzoo.zoo.nope  # noqa: B018
+
+
+def test_weights_of_a_batchnorm_model_load_back(tmp_path, monkeypatch):
+    """Shapes recipes train BatchNorm: their saved weights (no batch counters) load back whole."""
+    monkeypatch.setenv("DETZOO_ZOO_CONFIGS", str(REPO / "zoo_configs"))
+    model = detzoo.zoo.get("faster_rcnn_R18_FPN_shapes", pretrained=False)
+    norm = model.backbone.bottom_up.stem.conv1.norm
+    assert isinstance(norm, torch.nn.BatchNorm2d)
+    norm.running_mean.uniform_()
+    path = detzoo.zoo.save_weights(model, tmp_path / "trained.safetensors")
+    loaded = detzoo.zoo.load_checkpoint(path)
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded.state_dict()[key], value), key
