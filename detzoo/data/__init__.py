@@ -11,6 +11,7 @@ from .panoptic import CocoPanoptic
 from .readers import READERS, build_dataset
 from .samplers import (
     AspectRatioGroupedBatchSampler,
+    InferenceSampler,
     RepeatFactorTrainingSampler,
     TrainingSampler,
     repeat_factors_from_labels,
@@ -44,6 +45,7 @@ __all__ = [
     "FixedSizeCrop",
     "LvisDetection",
     "RandomFlip",
+    "InferenceSampler",
     "RepeatFactorTrainingSampler",
     "ResizeScale",
     "ResizeShortestEdge",

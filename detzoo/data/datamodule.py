@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 from torch.utils.data import BatchSampler, DataLoader, Dataset
@@ -12,12 +13,16 @@ from .collate import collate_detection
 from .readers import build_dataset
 from .samplers import (
     AspectRatioGroupedBatchSampler,
+    InferenceSampler,
     RepeatFactorTrainingSampler,
     TrainingSampler,
     repeat_factors_from_labels,
 )
 from .synthetic.categories import KEYPOINT_OKS_SIGMAS
 from .transforms import build_test_transforms, build_train_transforms
+
+if TYPE_CHECKING:
+    from detzoo.evaluation.surfaces import SurfaceDistance
 
 
 class DetectionDataModule(L.LightningDataModule):
@@ -27,7 +32,9 @@ class DetectionDataModule(L.LightningDataModule):
     ``repeat_factor_threshold``, LVIS's :class:`RepeatFactorTrainingSampler`), grouped into
     all-landscape / all-portrait batches when ``aspect_ratio_grouping``. Under DDP train with
     ``Trainer(use_distributed_sampler=False)``: the samplers shard by rank themselves.
-    Evaluation: in order, ``eval_batch_size`` images per batch.
+    Evaluation and prediction: in order, ``eval_batch_size`` images per batch; under DDP each
+    rank takes a contiguous shard without padding (:class:`InferenceSampler`), so every image
+    is evaluated exactly once, with or without Lightning's ``use_distributed_sampler``.
 
     Args:
         train_dataset, val_dataset, test_dataset, predict_dataset: any of them may be None.
@@ -91,14 +98,18 @@ class DetectionDataModule(L.LightningDataModule):
             batches = BatchSampler(sampler, self.batch_size, drop_last=False)
         return self._loader(dataset, "train", batch_sampler=batches)
 
+    def _inference_loader(self, dataset: Dataset | None, name: str) -> DataLoader:
+        sampler = InferenceSampler(len(dataset)) if dataset is not None else None
+        return self._loader(dataset, name, batch_size=self.eval_batch_size, sampler=sampler)
+
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_dataset, "val", batch_size=self.eval_batch_size)
+        return self._inference_loader(self.val_dataset, "val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_dataset, "test", batch_size=self.eval_batch_size)
+        return self._inference_loader(self.test_dataset, "test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_dataset, "predict", batch_size=self.eval_batch_size)
+        return self._inference_loader(self.predict_dataset, "predict")
 
 
 class CocoDataModule(DetectionDataModule):
@@ -116,6 +127,10 @@ class CocoDataModule(DetectionDataModule):
             (Detectron2's ``TEST.KEYPOINT_OKS_SIGMAS``); None: COCO's 17 person sigmas.
         min_keypoints_per_image: task ``keypoints``: training images with fewer labelled
             keypoints are skipped (Detectron2's ``MIN_KEYPOINTS_PER_IMAGE``, 1 in its recipes).
+        densepose_geodesics_dir: task ``densepose``: the directory holding Detectron2's SMPL
+            geodesic files (:class:`detzoo.evaluation.SMPLGeodesics`); with it the evaluation
+            datasets carry them as ``densepose_surface`` and DensePose R-CNN reports DensePose
+            AP (GPS, GPSm); None: box AP only.
         **loader_kwargs: :class:`DetectionDataModule`'s keyword arguments.
     """
 
@@ -137,11 +152,13 @@ class CocoDataModule(DetectionDataModule):
         lsj_size: int | None = None,
         keypoint_oks_sigmas: Sequence[float] | None = None,
         min_keypoints_per_image: int = 0,
+        densepose_geodesics_dir: str | Path | None = None,
         **loader_kwargs,
     ) -> None:
         super().__init__(**loader_kwargs)
         self.keypoint_oks_sigmas = keypoint_oks_sigmas
         self.min_keypoints_per_image = min_keypoints_per_image
+        self.densepose_geodesics_dir = densepose_geodesics_dir
         self.root = Path(root)
         self.splits = {
             "train": (train_json, train_images, train_panoptic_root),
@@ -166,6 +183,8 @@ class CocoDataModule(DetectionDataModule):
                 kwargs["keypoint_oks_sigmas"] = list(self.keypoint_oks_sigmas)
             if training:
                 kwargs["min_keypoints_per_image"] = self.min_keypoints_per_image
+        if self.task == "densepose" and not training:
+            kwargs["densepose_surface"] = self.densepose_surface()
         return build_dataset(
             self.task,
             self.root / images,
@@ -173,6 +192,17 @@ class CocoDataModule(DetectionDataModule):
             transforms=self.train_transforms if training else self.test_transforms,
             **kwargs,
         )
+
+    def densepose_surface(self) -> SurfaceDistance | None:
+        """The body surface DensePose AP of task ``densepose`` measures on:
+        :class:`~detzoo.evaluation.SMPLGeodesics` from ``densepose_geodesics_dir`` (relative to
+        ``root``), else None."""
+        if self.densepose_geodesics_dir is None:
+            return None
+        # evaluation builds on data, so it is imported when used
+        from detzoo.evaluation.surfaces import SMPLGeodesics
+
+        return SMPLGeodesics.from_files(self.root / self.densepose_geodesics_dir)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_dataset is None:
@@ -197,7 +227,9 @@ class ShapesDataModule(CocoDataModule):
 
     Images are 320-640 px, so the default resize is scaled down from COCO's (short side
     384-512 for training, 448 for test). Task ``keypoints`` evaluates keypoint AP with the
-    ``figure``'s own OKS sigmas (:data:`detzoo.data.synthetic.KEYPOINT_OKS_SIGMAS`).
+    ``figure``'s own OKS sigmas (:data:`detzoo.data.synthetic.KEYPOINT_OKS_SIGMAS`), task
+    ``densepose`` DensePose AP on the figure's own surface
+    (:class:`detzoo.data.synthetic.surface.ShapesFigureSurface`).
 
     Args:
         root: dataset directory (``root/{train,val}/...``).
@@ -246,6 +278,12 @@ class ShapesDataModule(CocoDataModule):
             **kwargs,
         )
         self.num_train, self.num_val, self.dataset_seed = num_train, num_val, seed
+
+    def densepose_surface(self) -> SurfaceDistance:
+        """The ``figure``'s own surface (:class:`~detzoo.data.synthetic.surface.ShapesFigureSurface`)."""
+        from detzoo.data.synthetic.surface import ShapesFigureSurface
+
+        return ShapesFigureSurface()
 
     def prepare_data(self) -> None:
         from detzoo.data.synthetic import write_shapes_dataset

@@ -19,11 +19,17 @@ segm_box   float32 [4]    XYXY pixels of the frame ``segm`` covers (the annotate
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 from pycocotools import mask as mask_utils
 
 from .coco import CocoDetection
-from .dataset import Sample
+from .dataset import Sample, Transform
+
+if TYPE_CHECKING:
+    from detzoo.evaluation.surfaces import SurfaceDistance
 
 DENSEPOSE_FRAME = 256  # dp_x, dp_y and dp_masks are in a 256 x 256 frame over the bbox
 NUM_COARSE_PARTS = 14
@@ -32,7 +38,29 @@ _POINT_FIELDS = ("dp_x", "dp_y", "dp_I", "dp_U", "dp_V")
 
 class CocoDensePose(CocoDetection):
     """:class:`CocoDetection` plus ``target["densepose"]`` (see the module docstring). Takes
-    :class:`CocoDetection`'s arguments."""
+    :class:`CocoDetection`'s arguments, and ``densepose_surface``: the body surface DensePose AP
+    measures geodesic distances on (a :class:`detzoo.evaluation.SurfaceDistance`, e.g.
+    :class:`detzoo.evaluation.SMPLGeodesics` for DensePose-COCO), kept as the attribute of that
+    name; ``None``: the dataset is not evaluated with DensePose AP."""
+
+    def __init__(
+        self,
+        image_root: str | Path,
+        annotation_json: str | Path,
+        *,
+        transforms: Transform | None = None,
+        with_masks: bool = True,
+        skip_crowd_only: bool = False,
+        densepose_surface: SurfaceDistance | None = None,
+    ) -> None:
+        super().__init__(
+            image_root,
+            annotation_json,
+            transforms=transforms,
+            with_masks=with_masks,
+            skip_crowd_only=skip_crowd_only,
+        )
+        self.densepose_surface = densepose_surface
 
     def annotation_fields(self, ann: dict, image_info: dict) -> dict:
         fields = super().annotation_fields(ann, image_info)

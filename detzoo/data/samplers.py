@@ -1,9 +1,10 @@
 """Training samplers, DDP-aware (each rank takes its own shard of one shared permutation) and
 epoch-seeded (``set_epoch``, which Lightning calls), after Detectron2's samplers but finite per
-epoch so Lightning's epochs and progress bars work.
+epoch so Lightning's epochs and progress bars work; and the inference sampler, which shards
+evaluation data without padding.
 
-Lightning must not shard these again: train with ``Trainer(use_distributed_sampler=False)``
-under DDP.
+Lightning must not shard the training samplers again: train with
+``Trainer(use_distributed_sampler=False)`` under DDP.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
 
 def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -174,3 +175,47 @@ class AspectRatioGroupedBatchSampler(Sampler[list[int]]):
         counts = (landscape, len(self.sampler) - landscape)
         rounding = math.floor if self.drop_last else math.ceil
         return sum(rounding(n / self.batch_size) for n in counts)
+
+
+class InferenceSampler(DistributedSampler):
+    """Detectron2's ``InferenceSampler``: rank ``r`` of ``W`` takes the ``r``-th of ``W``
+    contiguous, near-equal slices of ``range(size)`` (the first ``size % W`` ranks one more), in
+    order and without padding, so that every image is evaluated exactly once and predictions
+    gathered in rank order are in dataset order. With one process it is ``range(size)``.
+
+    It subclasses ``DistributedSampler`` only so that Lightning, whatever its
+    ``use_distributed_sampler``, leaves it as it is: Lightning would otherwise replace or wrap it
+    with a ``DistributedSampler``, which pads the shards by repeating images (counting them twice in
+    evaluation). None of ``DistributedSampler``'s own logic is used.
+
+    Ranks may get different numbers of batches; detzoo's evaluation gathers uneven ranks. Under
+    DDP during ``fit``, keep the evaluated set at least as large as the world size: DDP
+    broadcasts buffers in a rank's first validation forward, which a rank without images skips.
+
+    Args:
+        size: number of items (images) in the dataset.
+        rank, world_size: default to those of ``torch.distributed`` (0 and 1 without it).
+    """
+
+    def __init__(self, size: int, rank: int | None = None, world_size: int | None = None) -> None:
+        if size < 0:
+            raise ValueError(f"size must be >= 0, got {size}")
+        self.size = size
+        self.rank, self.world_size = _rank_and_world_size(rank, world_size)
+        shard, left = divmod(size, self.world_size)
+        self.begin = shard * self.rank + min(self.rank, left)
+        self.end = self.begin + shard + (self.rank < left)
+        # DistributedSampler's attributes, for code that reads them (its __init__ is not called:
+        # it would need a dataset and pads)
+        self.dataset, self.num_replicas, self.epoch = None, self.world_size, 0
+        self.num_samples, self.total_size = self.end - self.begin, size
+        self.shuffle, self.seed, self.drop_last = False, 0, False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch  # the order never changes
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.begin, self.end))
+
+    def __len__(self) -> int:
+        return self.end - self.begin

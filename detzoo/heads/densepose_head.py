@@ -33,9 +33,8 @@ from detzoo.heads.roi_heads import StandardROIHeads
 from detzoo.heads.roi_sampling import SampledProposals
 from detzoo.heads.semantic_fpn import SemSegFPNHead
 from detzoo.layers import c2_msra_fill
+from detzoo.structures.densepose import NUM_FINE_PARTS
 
-#: DensePose-COCO's body-surface parts (fine part index 1..24; 0 is background)
-NUM_PATCHES = 24
 #: output keys of the chart predictor, in channel order
 CHART_KEYS = ("coarse_segm", "fine_segm", "u", "v")
 
@@ -54,7 +53,7 @@ class DensePoseChartPredictor(nn.Module):
         self,
         in_channels: int,
         num_coarse_segm_channels: int = 2,
-        num_patches: int = NUM_PATCHES,
+        num_patches: int = NUM_FINE_PARTS,
         deconv_kernel: int = 4,
         up_scale: int = 2,
     ):
@@ -108,7 +107,7 @@ class DensePoseChartHead(ROIBranch):
         num_stacked_convs, conv_dims, kernel_size: the conv stack (``NUM_STACKED_CONVS``,
             ``CONV_HEAD_DIM``, ``CONV_HEAD_KERNEL``).
         num_coarse_segm_channels: K (``NUM_COARSE_SEGM_CHANNELS``): 2 (person / background) or 15.
-        num_patches: body parts (``NUM_PATCHES``); C = ``num_patches + 1``.
+        num_patches: body parts (``NUM_FINE_PARTS``); C = ``num_patches + 1``.
         deconv_kernel, up_scale: the predictor's (``DECONV_KERNEL``, ``UP_SCALE``).
         fg_iou_threshold: training ROIs need a larger IoU with their ground truth
             (``FG_IOU_THRESHOLD``).
@@ -131,7 +130,7 @@ class DensePoseChartHead(ROIBranch):
         conv_dims: int = 512,
         kernel_size: int = 3,
         num_coarse_segm_channels: int = 2,
-        num_patches: int = NUM_PATCHES,
+        num_patches: int = NUM_FINE_PARTS,
         deconv_kernel: int = 4,
         up_scale: int = 2,
         fg_iou_threshold: float = 0.7,

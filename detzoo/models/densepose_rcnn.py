@@ -7,6 +7,7 @@ from __future__ import annotations
 from torch import nn
 
 from detzoo.config import build
+from detzoo.evaluation import DensePoseEvaluator
 from detzoo.heads.box_head import ConvFCHead
 from detzoo.heads.densepose_head import DensePoseChartHead, DensePoseROIHeads
 from detzoo.heads.poolers import ROIPooler
@@ -64,7 +65,9 @@ class DensePoseRCNN(FasterRCNN):
     ``fine_segm``, ``u``, ``v`` ``[N, C, S, S]`` (raw scores / coordinates; K = 2, C = 25,
     S = 112 by default; :func:`detzoo.structures.densepose.densepose_to_box_iuv` turns them into
     box-sized part index and U, V maps). Training targets need ``densepose`` (task
-    ``densepose``: :class:`detzoo.data.CocoDensePose`). Validation reports box AP.
+    ``densepose``: :class:`detzoo.data.CocoDensePose`). Validation reports box AP, and DensePose
+    AP (GPS, GPSm) when the evaluated dataset has a ``densepose_surface`` (see
+    :meth:`build_evaluators`).
 
     Args:
         backbone: an FPN with ``p2``–``p6`` (Detectron2's DensePose chart recipes are FPN).
@@ -123,3 +126,15 @@ class DensePoseRCNN(FasterRCNN):
             detections_per_image=detections_per_image,
             **kwargs,
         )
+
+    def build_evaluators(self) -> list:
+        """Box AP, plus DensePose AP (:class:`~detzoo.evaluation.DensePoseEvaluator`: GPS and GPSm
+        as Detectron2's DensePose evaluator) when the evaluated dataset has a
+        ``densepose_surface`` to measure geodesic distances on: ``shapes`` gives its figure's,
+        DensePose-COCO Detectron2's SMPL geodesics when
+        ``CocoDataModule(densepose_geodesics_dir=...)`` points at them."""
+        evaluators = super().build_evaluators()
+        surface = self._eval_dataset_attribute("densepose_surface")
+        if surface is not None:
+            evaluators.append(DensePoseEvaluator(surface))
+        return evaluators

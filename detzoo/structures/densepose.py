@@ -18,6 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+#: DensePose's body-surface parts: fine part index I in 1..24, 0 = background
+NUM_FINE_PARTS = 24
+
 
 @dataclass
 class BoxIUV:
@@ -83,7 +86,7 @@ def densepose_to_box_iuv(
     ]
 
 
-def part_palette(num_parts: int = 24) -> torch.Tensor:
+def part_palette(num_parts: int = NUM_FINE_PARTS) -> torch.Tensor:
     """uint8 ``[num_parts + 1, 3]`` RGB colours of the part indices: row 0 (background) black, parts
     evenly spaced around the hue circle."""
     colours = [(0.0, 0.0, 0.0)]
