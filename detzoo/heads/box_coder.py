@@ -58,9 +58,13 @@ class BoxCoder(Recordable):
     def decode(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Applies deltas ``[R, 4*k]`` (k boxes per row, e.g. one per class) to boxes ``[R, 4]``.
 
-        Returns XYXY boxes ``[R, 4*k]`` in the dtype of ``deltas``.
+        Returns XYXY boxes ``[R, 4*k]`` in the dtype of ``deltas``, at least float32: half and
+        bfloat16 deltas (autocast) are decoded in float32, as Detectron2 does, since bfloat16
+        boxes are off by pixels (8 significant bits).
         """
-        boxes = boxes.to(deltas.dtype)
+        dtype = torch.promote_types(deltas.dtype, torch.float32)
+        deltas = deltas.to(dtype)
+        boxes = boxes.to(dtype)
         wx, wy, ww, wh = self.weights
         widths = boxes[:, 2] - boxes[:, 0]
         heights = boxes[:, 3] - boxes[:, 1]

@@ -115,9 +115,11 @@ class FastRCNNOutputLayers(Recordable, nn.Module):
     def predict_probs(
         self, predictions: tuple[torch.Tensor, torch.Tensor], proposal_boxes: Sequence[torch.Tensor]
     ) -> list[torch.Tensor]:
-        """Softmax class probabilities per image, ``[R_i, K+1]``."""
+        """Softmax class probabilities per image, ``[R_i, K+1]``, at least float32 (also from
+        bfloat16/half logits under autocast, as Detectron2 gets them on CUDA)."""
         logits, _ = predictions
-        return list(F.softmax(logits, dim=-1).split([len(p) for p in proposal_boxes]))
+        probs = F.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
+        return list(probs.split([len(p) for p in proposal_boxes]))
 
     def inference(
         self,

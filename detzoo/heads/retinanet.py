@@ -185,7 +185,7 @@ class RetinaNetOutputs(Recordable, nn.Module):
         Boxes are not clipped here (the model's post-processing clips them)."""
         boxes_all, scores_all, classes_all = [], [], []
         for anchors_l, logits_l, deltas_l in zip(anchors, logits, deltas):
-            scores = logits_l.sigmoid().flatten()
+            scores = logits_l.float().sigmoid().flatten()  # float32 scores under autocast
             keep = scores > self.score_thresh
             scores = scores[keep]
             candidates = torch.nonzero(keep, as_tuple=True)[0]

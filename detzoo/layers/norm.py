@@ -64,7 +64,10 @@ def get_norm(name: str, channels: int) -> nn.Module | None:
     """A norm layer by Detectron2's names; ``""`` gives ``None`` (no norm).
 
     ``"SyncBN"`` gives a plain ``BatchNorm2d``: synchronising batch statistics across processes is
-    Lightning's job (``Trainer(sync_batchnorm=True)``), never the model's. ``"GN"`` uses 32 groups.
+    the Trainer's job, never the model's: ``Trainer(plugins=[DetzooSyncBatchNorm()])``
+    (:mod:`detzoo.layers.sync_norm`, any backend, uneven or empty per-rank batches) or
+    ``Trainer(sync_batchnorm=True)`` (``torch.nn.SyncBatchNorm``, CUDA only). ``"GN"`` uses 32
+    groups.
     """
     if name == "":
         return None

@@ -11,10 +11,12 @@ optimiser/schedule. An algorithm implements :meth:`DetectionModel.compute_losses
 
 from __future__ import annotations
 
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -38,6 +40,12 @@ IMAGE_FIELDS = ("sem_seg",)
 #: key of a Lightning checkpoint holding the model's class path (its hyper-parameters are the
 #: init arguments), so the checkpoint alone rebuilds the model (detzoo.zoo.load_checkpoint)
 CHECKPOINT_CLASS_PATH_KEY = "detzoo_class_path"
+
+#: key of a Lightning checkpoint holding the random states (torch, CUDA, numpy, Python) at saving,
+#: restored when ``fit`` resumes from it, so that proposals and ROIs are sampled and images
+#: augmented as an uninterrupted run would (Lightning saves no random state). Under DDP the file
+#: holds rank 0's states, which every rank resumes from.
+CHECKPOINT_RNG_KEY = "detzoo_rng_states"
 
 
 class DetectionModel(Recordable, L.LightningModule):
@@ -95,6 +103,14 @@ class DetectionModel(Recordable, L.LightningModule):
         spec = getattr(self, "_detzoo_spec", None)
         if spec is not None:
             checkpoint[CHECKPOINT_CLASS_PATH_KEY] = spec["class_path"]
+        checkpoint[CHECKPOINT_RNG_KEY] = _rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # only when resuming a fit: loading weights to predict must not reseed the user's RNGs
+        trainer = self._trainer
+        states = checkpoint.get(CHECKPOINT_RNG_KEY)
+        if states is not None and trainer is not None and trainer.state.fn == "fit":
+            _set_rng_states(states)
 
     def on_unrecorded(self, reason: str) -> None:
         warnings.warn(
@@ -291,8 +307,9 @@ class DetectionModel(Recordable, L.LightningModule):
         for evaluator in self._evaluators:
             results.update(evaluator.compute())
         self._evaluators = []
-        # Every rank computed the same numbers from the gathered predictions: no reduction.
-        self.log_dict({f"{prefix}/{k}": v for k, v in results.items()})
+        # Every rank computed the same numbers from the gathered predictions: the sync (a mean of
+        # equal values) changes nothing and tells Lightning the values are global.
+        self.log_dict({f"{prefix}/{k}": v for k, v in results.items()}, sync_dist=True)
         rank_zero_info(f"{prefix} results:\n{format_metrics_table(results)}")
         return results
 
@@ -320,3 +337,29 @@ class DetectionModel(Recordable, L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }
+
+
+def _rng_states() -> dict:
+    """The global random states, as tensors and plain values (``torch.load(weights_only=True)``
+    reads them back)."""
+    # the legacy global numpy generator, which seed_everything seeds and libraries may draw from
+    kind, keys, position, has_gauss, gauss = np.random.get_state()  # noqa: NPY002
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss))  # noqa: NPY002
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
