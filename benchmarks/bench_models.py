@@ -1,12 +1,18 @@
 """Times whole detzoo models against torchvision's on CPU: inference latency and a training step.
 
-    python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--models faster_rcnn,retinanet]
+    python benchmarks/bench_models.py [--threads 2] [--repeats 3]
+                                      [--models faster_rcnn,retinanet,mask_rcnn,keypoint_rcnn]
                                       [--no-train]
 
-Cases (see ``cases_models.py`` for how the two sides are made to do the same work):
+Models: Faster R-CNN, RetinaNet, Mask R-CNN and Keypoint R-CNN, all R50-FPN. Cases (see
+``cases_models.py`` for how the two sides are made to do the same work):
 
-- inference: one 800x1216 photo, score threshold 0, exactly 100 detections on both sides;
-- train step: forward + backward + SGD step, batch of two 512x683 photos with three boxes each.
+- inference: one 800x1216 photo, score threshold 0, exactly 100 detections on both sides, with
+  their masks pasted at image size (Mask R-CNN) / their 17 keypoints (Keypoint R-CNN);
+- train step: forward + backward + SGD step, batch of two 512x683 photos with three boxes each
+  (and their masks / keypoints).
+
+Targets (speed-up over torchvision): 1.3x for Mask R-CNN inference, 1.15x for every other case.
 
 The first call of each side is a warm-up run under ``FlopCounterMode`` (conv/matmul FLOPs; custom
 ops such as ROIAlign and NMS are not counted); then ``--repeats`` interleaved timed runs. The
@@ -15,7 +21,9 @@ FPN/RPN conv) at the P3 size; the best sample turns each FLOP count into the flo
 FLOPs / throughput. Prints two Markdown tables, ready for RESULTS.md, and the 1-min load average
 (other processes on the same cores inflate all times; the interleaved ratios stay fair).
 
-Takes about 5 minutes on 2 idle cores with the default ``--repeats 3``; longer under contention.
+Takes about 5 minutes for Faster R-CNN and RetinaNet on 2 idle cores with the default
+``--repeats 3``, roughly 12 for all four models (Keypoint R-CNN is the slowest: its head's eight
+512-channel 3x3 convs on 100 ROIs are two thirds of its inference FLOPs); longer under contention.
 """
 
 from __future__ import annotations
