@@ -2,5 +2,6 @@
 
 from detzoo.callbacks.backbone_weights import BackboneWeights
 from detzoo.callbacks.prediction_images import PredictionImages, draw_predictions
+from detzoo.callbacks.wandb_images import WandbPredictionImages
 
-__all__ = ["BackboneWeights", "PredictionImages", "draw_predictions"]
+__all__ = ["BackboneWeights", "PredictionImages", "WandbPredictionImages", "draw_predictions"]

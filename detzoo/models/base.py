@@ -147,6 +147,9 @@ class DetectionModel(Recordable, L.LightningModule):
                 setattr(module, name, value)
             if name in self.hparams:
                 self.hparams[name] = value
+            spec = getattr(self, "_detzoo_spec", None)  # what save_weights stores
+            if spec is not None and name in spec["init_args"]:
+                spec["init_args"][name] = value
 
     # ---- shared machinery ------------------------------------------------------------------
     def preprocess(self, images: Sequence[torch.Tensor]) -> ImageList:
@@ -312,6 +315,12 @@ class DetectionModel(Recordable, L.LightningModule):
         self.log_dict({f"{prefix}/{k}": v for k, v in results.items()}, sync_dist=True)
         rank_zero_info(f"{prefix} results:\n{format_metrics_table(results)}")
         return results
+
+    def on_fit_start(self) -> None:
+        # Lightning >= 2.6 trains modules in the mode they are in (it only warns): a model from
+        # detzoo.zoo.get, or one that has predicted, is in eval mode and would return predictions
+        if not self.training:
+            self.train()
 
     def on_validation_epoch_start(self) -> None:
         self._evaluators = self.build_evaluators()

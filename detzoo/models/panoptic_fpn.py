@@ -99,8 +99,11 @@ class PanopticFPN(MaskRCNN):
 
     def set_test_thresholds(self, **values: float | int | None) -> None:
         super().set_test_thresholds(**values)
-        if values.get("score_thresh") is not None and "instances_score_thresh" in self.hparams:
-            self.hparams["instances_score_thresh"] = values["score_thresh"]
+        if values.get("score_thresh") is not None:
+            spec = getattr(self, "_detzoo_spec", None)
+            for record in (self.hparams, spec["init_args"] if spec else {}):
+                if "instances_score_thresh" in record:
+                    record["instances_score_thresh"] = values["score_thresh"]
 
     def compute_losses(
         self, images: ImageList, targets: Sequence[Mapping[str, torch.Tensor]]

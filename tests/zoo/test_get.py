@@ -286,14 +286,16 @@ def test_public_api_resolves():
 
 
 def test_weights_of_a_batchnorm_model_load_back(tmp_path, monkeypatch):
-    """Shapes recipes train BatchNorm: their saved weights (no batch counters) load back whole."""
+    """Shapes recipes train BatchNorm: their saved weights (no batch counters) load back whole,
+    with the test-time thresholds set on the model."""
     monkeypatch.setenv("DETZOO_ZOO_CONFIGS", str(REPO / "zoo_configs"))
-    model = detzoo.zoo.get("faster_rcnn_R18_FPN_shapes", pretrained=False)
+    model = detzoo.zoo.get("faster_rcnn_R18_FPN_shapes", pretrained=False, score_thresh=0.2)
     norm = model.backbone.bottom_up.stem.conv1.norm
     assert isinstance(norm, torch.nn.BatchNorm2d)
     norm.running_mean.uniform_()
     path = detzoo.zoo.save_weights(model, tmp_path / "trained.safetensors")
     loaded = detzoo.zoo.load_checkpoint(path)
+    assert loaded.roi_heads.box_predictor.score_thresh == 0.2  # test-time settings travel too
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(loaded.state_dict()[key], value), key
