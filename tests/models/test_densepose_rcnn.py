@@ -6,43 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from detzoo.lightning_cli import DetzooCLI
 from detzoo.models import DensePoseRCNN
 
-SHAPES_RECIPE = (
-    Path(__file__).resolve().parents[2] / "zoo_configs" / "shapes" / "densepose_rcnn_R18_FPN.yaml"
-)
+from .recipes import fit_shapes_recipe_briefly
 
 
 @pytest.mark.slow
 def test_shapes_recipe_fits_and_validates(tmp_path, monkeypatch):
     """Two steps on a tiny shapes set at a small size, then validation logs box and DensePose AP."""
     monkeypatch.chdir(tmp_path)
-    cli = DetzooCLI(
-        [
-            "fit",
-            "--config",
-            str(SHAPES_RECIPE),
-            "--data.root",
-            "shapes",
-            "--data.num_train",
-            "6",
-            "--data.num_val",
-            "2",
-            "--data.num_workers",
-            "0",
-            "--data.train_min_size",
-            "[160]",
-            "--data.test_min_size",
-            "160",
-            "--trainer.max_steps",
-            "2",
-            "--trainer.val_check_interval",
-            "2",
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
+    cli = fit_shapes_recipe_briefly("densepose_rcnn_R18_FPN.yaml", num_train=6)
     assert isinstance(cli.model, DensePoseRCNN)
     metrics = cli.trainer.callback_metrics
     for term in ("U", "V", "I", "S"):  # the branch trained on the figures' annotations

@@ -2,21 +2,17 @@
 images without objects), predictions with image-size bool masks, rebuilding from its spec, and a
 short Lightning run on ``shapes`` whose validation reports mask AP."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.config import build, spec_of
 from detzoo.heads.mask_head import MaskRCNNConvUpsampleHead
-from detzoo.lightning_cli import DetzooCLI
 from detzoo.models import MaskRCNN
 from detzoo.models.postprocess import rescale_detections
 
-SHAPES_RECIPE = (
-    Path(__file__).resolve().parents[2] / "zoo_configs" / "shapes" / "mask_rcnn_R18_FPN.yaml"
-)
+from .recipes import fit_shapes_recipe_briefly
+
 TERMS = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
 
 
@@ -156,31 +152,7 @@ def test_shapes_recipe_fits_and_reports_mask_ap(tmp_path, monkeypatch):
     """The shapes Mask R-CNN recipe through ``detzoo fit``: two steps on a tiny shapes set at a
     small size, then validation logs box and mask AP."""
     monkeypatch.chdir(tmp_path)
-    cli = DetzooCLI(
-        [
-            "fit",
-            "--config",
-            str(SHAPES_RECIPE),
-            "--data.root",
-            "shapes",
-            "--data.num_train",
-            "4",
-            "--data.num_val",
-            "2",
-            "--data.num_workers",
-            "0",
-            "--data.train_min_size",
-            "[160]",
-            "--data.test_min_size",
-            "160",
-            "--trainer.max_steps",
-            "2",
-            "--trainer.val_check_interval",
-            "2",
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
+    cli = fit_shapes_recipe_briefly("mask_rcnn_R18_FPN.yaml")
     assert isinstance(cli.model, MaskRCNN)
     metrics = cli.trainer.callback_metrics
     assert {"val/bbox/AP", "val/segm/AP"} <= set(metrics)

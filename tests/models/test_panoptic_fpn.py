@@ -2,22 +2,16 @@
 predictions (semantic logits, panoptic segments) at the output size, test-time thresholds, and a
 short Lightning run of the shapes recipe whose validation reports AP, mIoU and PQ."""
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.config import build, spec_of
 from detzoo.heads.semantic_fpn import SemSegFPNHead
-from detzoo.lightning_cli import DetzooCLI
 from detzoo.models import PanopticFPN, SemanticFPN
 
+from .recipes import fit_shapes_recipe_briefly
 from .test_mask_rcnn import _batch, _few_rois, _resnet
-
-SHAPES_RECIPE = (
-    Path(__file__).resolve().parents[2] / "zoo_configs" / "shapes" / "panoptic_fpn_R18_FPN.yaml"
-)
 
 
 def _backbone() -> FPN:
@@ -129,31 +123,7 @@ def test_shapes_recipe_fits_and_reports_ap_miou_and_pq(tmp_path, monkeypatch):
     """The shapes Panoptic FPN recipe through ``detzoo fit``: two steps on a tiny shapes set at a
     small size, then validation logs box/mask AP, mIoU and PQ."""
     monkeypatch.chdir(tmp_path)
-    cli = DetzooCLI(
-        [
-            "fit",
-            "--config",
-            str(SHAPES_RECIPE),
-            "--data.root",
-            "shapes",
-            "--data.num_train",
-            "4",
-            "--data.num_val",
-            "2",
-            "--data.num_workers",
-            "0",
-            "--data.train_min_size",
-            "[160]",
-            "--data.test_min_size",
-            "160",
-            "--trainer.max_steps",
-            "2",
-            "--trainer.val_check_interval",
-            "2",
-            "--trainer.enable_progress_bar",
-            "false",
-        ]
-    )
+    cli = fit_shapes_recipe_briefly("panoptic_fpn_R18_FPN.yaml")
     assert isinstance(cli.model, PanopticFPN)
     metrics = cli.trainer.callback_metrics
     expected = {"val/bbox/AP", "val/segm/AP", "val/sem_seg/mIoU", "val/panoptic_seg/PQ"}
