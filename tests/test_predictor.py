@@ -68,15 +68,27 @@ def test_grey_arrays_and_bad_inputs():
         detzoo.Predictor(_Recorder(), batch_size=0)
 
 
-def test_to_cpu_reaches_nested_outputs():
-    """DensePose charts (a dict) and panoptic segments (a list of dicts) come back whole."""
+def test_to_cpu_reaches_nested_outputs(monkeypatch):
+    """DensePose charts (a dict) and panoptic segments (a list of dicts) come back whole, every
+    tensor in them moved (``.cpu()`` called on it)."""
+    moved = []
+    original = torch.Tensor.cpu
+
+    def recording_cpu(tensor, *args, **kwargs):
+        moved.append(tensor)
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", recording_cpu)
+    charts = torch.ones(1, 25, 4, 4)
+    first = torch.zeros(1)
     pred = {
         "boxes": torch.zeros(1, 4),
-        "densepose": {"u": torch.ones(1, 25, 4, 4)},
+        "densepose": {"u": charts},
         "segments_info": [{"id": 1, "score": 0.5}],
-        "pair": (torch.zeros(1), 3),
+        "pair": (first, 3),
     }
     out = to_cpu(pred)
-    assert out["densepose"]["u"].device.type == "cpu" and out["densepose"]["u"].shape[1] == 25
+    assert any(t is charts for t in moved) and any(t is first for t in moved)
+    assert out["densepose"]["u"].shape == (1, 25, 4, 4)
     assert out["segments_info"] == [{"id": 1, "score": 0.5}]
     assert isinstance(out["pair"], tuple) and out["pair"][1] == 3
