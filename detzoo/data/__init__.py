@@ -13,6 +13,8 @@ from .samplers import (
     AspectRatioGroupedBatchSampler,
     InferenceSampler,
     RepeatFactorTrainingSampler,
+    SeededBatchSampler,
+    SeededDataset,
     TrainingSampler,
     repeat_factors_from_labels,
 )
@@ -47,6 +49,8 @@ __all__ = [
     "RandomFlip",
     "InferenceSampler",
     "RepeatFactorTrainingSampler",
+    "SeededBatchSampler",
+    "SeededDataset",
     "ResizeScale",
     "ResizeShortestEdge",
     "ShapesDataModule",

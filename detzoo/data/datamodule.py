@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import lightning as L
+import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from .collate import collate_detection
@@ -15,6 +17,8 @@ from .samplers import (
     AspectRatioGroupedBatchSampler,
     InferenceSampler,
     RepeatFactorTrainingSampler,
+    SeededBatchSampler,
+    SeededDataset,
     TrainingSampler,
     repeat_factors_from_labels,
 )
@@ -35,6 +39,11 @@ class DetectionDataModule(L.LightningDataModule):
     Evaluation and prediction: in order, ``eval_batch_size`` images per batch; under DDP each
     rank takes a contiguous shard without padding (:class:`InferenceSampler`), so every image
     is evaluated exactly once, with or without Lightning's ``use_distributed_sampler``.
+
+    Training samples carry their own augmentation seeds (:class:`SeededBatchSampler`), and the
+    module's ``state_dict`` (saved in Lightning checkpoints) holds the training epoch and how many
+    of its batches were trained on: ``Trainer.fit(ckpt_path=...)`` from a checkpoint taken in the
+    middle of an epoch goes on with the rest of that epoch, as the uninterrupted run would have.
 
     Args:
         train_dataset, val_dataset, test_dataset, predict_dataset: any of them may be None.
@@ -69,6 +78,29 @@ class DetectionDataModule(L.LightningDataModule):
         self.aspect_ratio_grouping = aspect_ratio_grouping
         self.repeat_factor_threshold = repeat_factor_threshold
         self.seed = seed
+        self._train_batches: SeededBatchSampler | None = None
+        self._resume_position: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        """Where training is in its data: ``{"train_epoch", "train_batches"}``, the epoch the
+        training sampler is in and how many of its batches have been trained on (Lightning's
+        count of processed batches in the epoch); empty outside ``fit``."""
+        trainer = self.trainer
+        if self._train_batches is None or trainer is None or trainer.state.fn != "fit":
+            return {}
+        processed = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_epoch": self._train_batches.epoch, "train_batches": processed}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        """Resume training data where :meth:`state_dict` was taken (applied by the next
+        :meth:`train_dataloader`)."""
+        if state_dict:
+            self._resume_position = (state_dict["train_epoch"], state_dict["train_batches"])
+            # Lightning warns that a mid-epoch resume restarts the epoch's data unless the
+            # DataLoader itself has a state_dict; this module resumes it (see train_dataloader)
+            warnings.filterwarnings(
+                "ignore", message="You're resuming from a checkpoint that ended before the epoch"
+            )
 
     def _loader(self, dataset: Dataset | None, name: str, **kwargs) -> DataLoader:
         if dataset is None:
@@ -78,6 +110,9 @@ class DetectionDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             collate_fn=collate_detection,
             persistent_workers=self.num_workers > 0,
+            # the loader's own generator seeds its workers: starting an iterator must not draw
+            # from the global one, whose state a resumed run restores from the checkpoint
+            generator=torch.Generator().manual_seed(self.seed),
             **kwargs,
         )
 
@@ -96,7 +131,12 @@ class DetectionDataModule(L.LightningDataModule):
             batches = AspectRatioGroupedBatchSampler(sampler, landscape, self.batch_size)
         else:
             batches = BatchSampler(sampler, self.batch_size, drop_last=False)
-        return self._loader(dataset, "train", batch_sampler=batches)
+        seeded = SeededBatchSampler(batches, seed=self.seed)
+        if self._resume_position is not None:
+            seeded.resume_from(*self._resume_position)
+            self._resume_position = None
+        self._train_batches = seeded
+        return self._loader(SeededDataset(dataset), "train", batch_sampler=seeded)
 
     def _inference_loader(self, dataset: Dataset | None, name: str) -> DataLoader:
         sampler = InferenceSampler(len(dataset)) if dataset is not None else None

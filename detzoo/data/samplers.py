@@ -1,7 +1,7 @@
 """Training samplers, DDP-aware (each rank takes its own shard of one shared permutation) and
 epoch-seeded (``set_epoch``, which Lightning calls), after Detectron2's samplers but finite per
-epoch so Lightning's epochs and progress bars work; and the inference sampler, which shards
-evaluation data without padding.
+epoch so Lightning's epochs and progress bars work; the seeded, resumable batch wrapper; and the
+inference sampler, which shards evaluation data without padding.
 
 Lightning must not shard the training samplers again: train with
 ``Trainer(use_distributed_sampler=False)`` under DDP.
@@ -9,12 +9,14 @@ Lightning must not shard the training samplers again: train with
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DistributedSampler, Sampler
+from torch.utils.data import Dataset, DistributedSampler, Sampler
 
 
 def _rank_and_world_size(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -175,6 +177,93 @@ class AspectRatioGroupedBatchSampler(Sampler[list[int]]):
         counts = (landscape, len(self.sampler) - landscape)
         rounding = math.floor if self.drop_last else math.ceil
         return sum(rounding(n / self.batch_size) for n in counts)
+
+
+def sample_seed(seed: int, epoch: int, rank: int, position: int) -> int:
+    """The augmentation seed of the ``position``-th training sample (0-based, counted over the
+    epoch on one rank): a 63-bit hash of the four numbers, so that no two samples share a seed."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{rank}/{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Wraps a training batch sampler: every index ``i`` becomes ``(i, seed)``, with ``seed``
+    from :func:`sample_seed` (base seed, epoch, rank, position in the epoch), which
+    :class:`SeededDataset` draws that sample's augmentation from. A sample's augmentation then
+    depends on neither the worker that loads it, nor the number of workers, nor what the loader
+    prefetched — which is what lets training resume exactly in the middle of an epoch:
+    :meth:`resume_from` makes the next iteration yield an epoch's batches after those already
+    trained on, with the augmentations they had in the interrupted run.
+
+    Lightning's ``set_epoch`` reaches the wrapped index sampler as ``batch_sampler.sampler``.
+
+    Args:
+        batch_sampler: yields lists of dataset indices; has ``sampler``, the epoch-seeded index
+            sampler (e.g. :class:`TrainingSampler`), and ``set_epoch`` or a sampler with it.
+        seed: base seed of the augmentations.
+        rank: this process's rank (defaults to that of ``torch.distributed``).
+    """
+
+    def __init__(self, batch_sampler: Sampler[list[int]], seed: int = 0, rank: int | None = None):
+        self.batch_sampler, self.seed = batch_sampler, seed
+        self.sampler = batch_sampler.sampler
+        self.rank = _rank_and_world_size(rank, None)[0] if rank is None else rank
+        self._resume: tuple[int, int] | None = None
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the wrapped index sampler is set to."""
+        return getattr(self.sampler, "epoch", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        target = self.batch_sampler if hasattr(self.batch_sampler, "set_epoch") else self.sampler
+        target.set_epoch(epoch)
+
+    def resume_from(self, epoch: int, batches: int) -> None:
+        """Make the next iteration yield epoch ``epoch``'s batches after its first ``batches``
+        (whatever epoch ``set_epoch`` sets before that; the whole of epoch ``epoch + 1`` when
+        ``batches`` covers the epoch); later iterations are whole epochs."""
+        if epoch < 0 or batches < 0:
+            raise ValueError(f"cannot resume from epoch {epoch}, batch {batches}: both must be >= 0")
+        self._resume = (epoch, batches)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        skip = 0
+        if self._resume is not None:
+            (epoch, skip), self._resume = self._resume, None
+            self.set_epoch(epoch)
+            if skip >= len(self.batch_sampler):  # the epoch was complete: the next one, whole
+                self.set_epoch(epoch + 1)
+                skip = 0
+        epoch, position = self.epoch, 0
+        for number, batch in enumerate(self.batch_sampler):
+            if number >= skip:
+                yield [
+                    (index, sample_seed(self.seed, epoch, self.rank, position + slot))
+                    for slot, index in enumerate(batch)
+                ]
+            position += len(batch)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+
+class SeededDataset(Dataset):
+    """Loads ``(index, seed)`` keys from :class:`SeededBatchSampler`: ``dataset[index]`` with
+    torch's generator seeded by ``seed`` for the call (the caller's generator state is restored
+    afterwards), so that the sample's random augmentation is a function of its seed alone."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.dataset[index]
 
 
 class InferenceSampler(DistributedSampler):

@@ -39,6 +39,30 @@ def test_loaders_yield_the_batch_contract(tiny, num_workers):
     assert len(images) == 1 and min(images[0].shape[1:]) == 32
 
 
+def test_training_augmentation_does_not_depend_on_workers_or_the_global_generator(tmp_path):
+    write_dataset(tmp_path)
+    # random horizontal flips and a random short side out of five
+    train = CocoDetection(
+        tmp_path / "images", tmp_path / "instances.json",
+        transforms=build_train_transforms((24, 28, 32, 36, 40), 80),
+    )  # fmt: skip
+
+    def epoch(num_workers: int, global_seed: int) -> list:
+        torch.manual_seed(global_seed)
+        module = DetectionDataModule(train, batch_size=1, num_workers=num_workers, seed=3)
+        loader = module.train_dataloader()
+        loader.batch_sampler.set_epoch(1)
+        return [(images[0], targets[0]["boxes"]) for images, targets in loader]
+
+    reference = epoch(0, 0)
+    for other in (epoch(0, 1), epoch(2, 7)):
+        assert len(other) == len(reference)
+        for (image, boxes), (image_ref, boxes_ref) in zip(other, reference):
+            assert torch.equal(image, image_ref) and torch.equal(boxes, boxes_ref)
+    sizes = {tuple(image.shape) for image, _ in reference}
+    assert len(sizes) > 1 or len(reference) < 2  # the sizes are drawn, not fixed
+
+
 def test_repeat_factor_and_missing_dataset(tiny):
     train, _ = tiny
     module = DetectionDataModule(

@@ -2,13 +2,17 @@ import math
 
 import pytest
 import torch
+from torch.utils.data import BatchSampler
 
 from detzoo.data import (
     AspectRatioGroupedBatchSampler,
     RepeatFactorTrainingSampler,
+    SeededBatchSampler,
+    SeededDataset,
     TrainingSampler,
     repeat_factors_from_labels,
 )
+from detzoo.data.samplers import sample_seed
 
 
 def test_repeat_factors_follow_detectron2s_formula():
@@ -68,3 +72,66 @@ def test_batches_hold_one_orientation_only():
     assert sorted(sum(produced, [])) == list(range(20))
     dropped = AspectRatioGroupedBatchSampler(TrainingSampler(20), landscape, 4, drop_last=True)
     assert all(len(b) == 4 for b in dropped) and len(list(dropped)) == len(dropped) == 1 + 3
+
+
+def _seeded(size=7, batch_size=2, seed=5):
+    sampler = TrainingSampler(size, seed=1)
+    return SeededBatchSampler(BatchSampler(sampler, batch_size, drop_last=False), seed=seed, rank=0)
+
+
+def test_seeded_batches_carry_one_distinct_seed_per_position_and_epoch():
+    batches = _seeded()
+    first = list(batches)
+    plain = list(BatchSampler(TrainingSampler(7, seed=1), 2, drop_last=False))
+    assert [[i for i, _ in batch] for batch in first] == plain  # same indices, same batches
+    seeds = [s for batch in first for _, s in batch]
+    assert seeds == [sample_seed(5, 0, 0, position) for position in range(7)]
+    assert len(set(seeds)) == 7 and all(0 <= s < 2**63 for s in seeds)
+    batches.set_epoch(1)
+    assert batches.sampler.epoch == 1  # Lightning reaches the index sampler as .sampler
+    second = list(batches)
+    assert [i for b in second for i, _ in b] != [i for b in first for i, _ in b]
+    assert not {s for b in second for _, s in b} & set(seeds)
+    assert sample_seed(5, 0, 1, 0) != sample_seed(5, 0, 0, 0)  # ranks differ too
+
+
+def test_resuming_yields_the_rest_of_the_epoch_with_the_same_seeds():
+    batches = _seeded()
+    batches.set_epoch(3)
+    whole = list(batches)
+    batches.set_epoch(0)  # what Lightning may set before the resumed iteration starts
+    batches.resume_from(3, 2)
+    assert list(batches) == whole[2:]
+    assert len(batches) == len(whole) == 4  # the epoch's length, as Lightning counts it
+    assert list(batches) == whole  # the resume applies once: then the whole epoch
+
+
+def test_resuming_after_a_complete_epoch_starts_the_next_one():
+    batches = _seeded()
+    batches.set_epoch(4)
+    fifth = list(batches)
+    batches.resume_from(3, 4)
+    assert list(batches) == fifth and batches.epoch == 4
+    with pytest.raises(ValueError, match="must be >= 0"):
+        batches.resume_from(0, -1)
+
+
+class _RandomDataset(torch.utils.data.Dataset):
+    def __len__(self):
+        return 3
+
+    def __getitem__(self, index):
+        return index, torch.rand(2)
+
+
+def test_seeded_dataset_draws_from_the_seed_alone_and_leaves_the_global_generator():
+    dataset = SeededDataset(_RandomDataset())
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    index, first = dataset[(2, 123)]
+    assert index == 2 and torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(99)
+    assert torch.equal(dataset[(2, 123)][1], first)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(2), first)
+    assert not torch.equal(dataset[(2, 124)][1], first)

@@ -72,18 +72,23 @@ def write_tiny_shapes(root: Path, num_train: int = NUM_TRAIN, num_val: int = NUM
 
 
 def tiny_shapes_datamodule(root: Path, **kwargs) -> CocoDataModule:
-    """The COCO data module over :func:`write_tiny_shapes`' files, short side 96 px."""
-    options = {"batch_size": 2, "num_workers": 0, **kwargs}
+    """The COCO data module over :func:`write_tiny_shapes`' files, short side 96 px unless
+    ``kwargs`` say otherwise."""
+    options = {
+        "batch_size": 2,
+        "num_workers": 0,
+        "train_min_size": (96,),
+        "train_max_size": 128,
+        "test_min_size": 96,
+        "test_max_size": 128,
+        **kwargs,
+    }
     return CocoDataModule(
         root,
         "train/instances.json",
         "val/instances.json",
         train_images="train/images",
         val_images="val/images",
-        train_min_size=(96,),
-        train_max_size=128,
-        test_min_size=96,
-        test_max_size=128,
         **options,
     )
 

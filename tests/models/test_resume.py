@@ -1,12 +1,9 @@
 """Reproducibility of a Lightning run of a tiny Faster R-CNN on CPU: two runs seeded alike end
-with identical weights, and training two epochs in one go equals one epoch, then one more resumed
-from its last checkpoint (weights, optimizer, schedule, loop position and random states restored).
-
-Resuming is exact at an epoch boundary of epoch-based training (``max_epochs``). It is not with
-iteration-based training (``max_steps``, as the zoo recipes train): Lightning 2.x then treats an
-end-of-epoch checkpoint as taken mid-epoch and runs one batch of the next epoch under the old
-epoch's number (Lightning issue #19617), and resumes a mid-epoch checkpoint by restarting the
-epoch's data from its first batch (the training DataLoader has no ``state_dict``).
+with identical weights, and training in one go equals training up to a checkpoint, then resuming
+from it (weights, optimizer, schedule, loop position, random states and the position in the
+training data restored) — at an epoch boundary of epoch-based training (``max_epochs``), and in the
+middle of an epoch or at its end with iteration-based training (``max_steps``, as the zoo recipes
+train).
 """
 
 from pathlib import Path
@@ -72,3 +69,55 @@ def test_resuming_from_the_last_checkpoint_gives_the_same_weights(data, straight
     with pytest.raises(AssertionError):
         _assert_same(first, straight)  # one epoch alone is not the end result
     _assert_same(_fit(data, 2, ckpt_path=last), straight)
+
+
+class _RecordBatches(L.Callback):
+    """The (global step, image ids, image checksum) of every training batch."""
+
+    def __init__(self) -> None:
+        self.batches: list = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        images, targets = batch
+        checksum = [float((im.float() * torch.arange(im.shape[-1])).sum()) for im in images]
+        self.batches.append((trainer.global_step, [t["image_id"] for t in targets], checksum))
+
+
+def _fit_steps(data: Path, steps: int, ckpt_dir: Path | None = None, ckpt_path=None):
+    """A run seeded with 0 to global step ``steps`` (``max_steps``; 3 one-image batches per
+    epoch, random flips), resumed from ``ckpt_path`` when given, saving ``last.ckpt`` at its
+    last step into ``ckpt_dir`` when given; its final weights and the batches it trained on."""
+    L.seed_everything(0)
+    model = tiny_faster_rcnn()
+    record = _RecordBatches()
+    callbacks = [record]
+    if ckpt_dir is not None:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=steps))
+    trainer = quiet_trainer(
+        max_steps=steps,
+        max_epochs=-1,
+        limit_val_batches=0,
+        enable_checkpointing=ckpt_dir is not None,
+        callbacks=callbacks,
+        deterministic=True,
+    )
+    datamodule = tiny_shapes_datamodule(data, batch_size=1, train_min_size=(80, 96, 112))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    assert trainer.global_step == steps
+    return {k: v.clone() for k, v in model.state_dict().items()}, record.batches
+
+
+@pytest.fixture(scope="module")
+def three_images(tmp_path_factory) -> Path:
+    return write_tiny_shapes(tmp_path_factory.mktemp("shapes3"), num_train=3, num_val=1)
+
+
+@pytest.mark.parametrize("stop", [2, 3, 4], ids=["mid-epoch", "end-of-epoch", "second-epoch"])
+def test_resuming_iteration_based_training_anywhere_in_an_epoch(three_images, stop, tmp_path):
+    total = 6  # two epochs of 3 batches
+    weights, batches = _fit_steps(three_images, total)
+    assert len({tuple(b[1]) for b in batches[:3]}) == 3  # a permutation per epoch
+    _fit_steps(three_images, stop, ckpt_dir=tmp_path)
+    resumed, resumed_batches = _fit_steps(three_images, total, ckpt_path=tmp_path / "last.ckpt")
+    assert resumed_batches == batches[stop:]  # the same images, augmented alike, in order
+    _assert_same(resumed, weights)
