@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from detzoo.callbacks.progress import TrainingProgress
 from detzoo.models.base import DetectionModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
 
 class DetzooCLI(LightningCLI):
-    """LightningCLI for detzoo models; the config of each run is saved beside its logs.
+    """LightningCLI for detzoo models; the config of each run is saved beside its logs, and the
+    progress bar is :class:`~detzoo.callbacks.TrainingProgress` (loss terms, learning rate, times,
+    ETA) unless the config turns the bar off or names its own.
 
     Args:
         args: command-line arguments (``sys.argv[1:]`` when None): a subcommand first when
@@ -46,6 +51,14 @@ class DetzooCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        has_bar = any(isinstance(c, ProgressBar) for c in [*configured, *callbacks])
+        if config.get("enable_progress_bar") is not False and not has_bar:
+            callbacks = [*callbacks, TrainingProgress()]
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def run_lightning(subcommand: str, argv: Sequence[str]) -> int:

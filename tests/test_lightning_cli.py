@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from detzoo.callbacks import TrainingProgress
 from detzoo.cli import main
 from detzoo.data import ShapesDataModule
 from detzoo.lightning_cli import DetzooCLI
@@ -96,3 +97,14 @@ def test_shapes_data_module_keeps_its_sizes_under_lightning_cli(tmp_path):
     assert (list(test_resize.lengths), test_resize.max_size) == ([448], 853)
     (train_resize, *_) = cli.datamodule.train_transforms.augmentations
     assert list(train_resize.lengths) == [384, 416, 448, 480, 512]
+
+
+def test_the_training_progress_bar_is_the_default_unless_turned_off(tmp_path):
+    base = ["--config", str(SHAPES_RECIPE), "--data.root", str(tmp_path)]
+    cli = DetzooCLI(base, run=False)
+    assert isinstance(cli.trainer.progress_bar_callback, TrainingProgress)
+    cli = DetzooCLI([*base, "--trainer.enable_progress_bar", "false"], run=False)
+    assert cli.trainer.progress_bar_callback is None
+    own = ["--trainer.callbacks+", "lightning.pytorch.callbacks.TQDMProgressBar"]
+    cli = DetzooCLI([*base, *own], run=False)
+    assert type(cli.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"
