@@ -224,7 +224,9 @@ class SeededBatchSampler(Sampler[list[tuple[int, int]]]):
         (whatever epoch ``set_epoch`` sets before that; the whole of epoch ``epoch + 1`` when
         ``batches`` covers the epoch); later iterations are whole epochs."""
         if epoch < 0 or batches < 0:
-            raise ValueError(f"cannot resume from epoch {epoch}, batch {batches}: both must be >= 0")
+            raise ValueError(
+                f"cannot resume from epoch {epoch}, batch {batches}: both must be >= 0"
+            )
         self._resume = (epoch, batches)
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:

@@ -8,7 +8,12 @@ from detzoo.callbacks import TrainingProgress
 from detzoo.callbacks import progress as progress_module
 from detzoo.callbacks.progress import remaining_steps
 
-from ..models.test_ddp import quiet_trainer, tiny_faster_rcnn, tiny_shapes_datamodule, write_tiny_shapes
+from ..models.test_ddp import (
+    quiet_trainer,
+    tiny_faster_rcnn,
+    tiny_shapes_datamodule,
+    write_tiny_shapes,
+)
 
 
 def _trainer(max_steps=-1, max_epochs=None, global_step=0, batches=10, accumulate=1):

@@ -92,7 +92,9 @@ def _fit_steps(data: Path, steps: int, ckpt_dir: Path | None = None, ckpt_path=N
     record = _RecordBatches()
     callbacks = [record]
     if ckpt_dir is not None:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=steps))
+        callbacks.append(
+            ModelCheckpoint(dirpath=ckpt_dir, save_last=True, every_n_train_steps=steps)
+        )
     trainer = quiet_trainer(
         max_steps=steps,
         max_epochs=-1,
