@@ -182,16 +182,22 @@ class RetinaNetOutputs(Recordable, nn.Module):
         """One image's detections from per-level anchors ``[R_l, 4]``, logits ``[R_l, K]`` and
         deltas ``[R_l, 4]``: per level the ``topk_candidates`` best (anchor, class) scores above
         ``score_thresh``, then class-wise NMS over all levels, ``detections_per_image`` kept.
-        Boxes are not clipped here (the model's post-processing clips them)."""
+        Boxes are not clipped here (the model's post-processing clips them).
+
+        The candidates are Detectron2's (the ``topk_candidates`` best sigmoid scores above the
+        threshold) found without a sigmoid over every (anchor, class) pair: the sigmoid is
+        monotone, so the best logits have the best scores, and the scores above the threshold
+        are an upper set of the logits — the ``topk_candidates`` best logits hold all of them or
+        only them. Only these candidates get a sigmoid and the threshold test. (Among *equal*
+        scores — a sigmoid saturated at 1 — which ones fill the last places is as arbitrary here
+        as in Detectron2's ``topk``.)"""
         boxes_all, scores_all, classes_all = [], [], []
         for anchors_l, logits_l, deltas_l in zip(anchors, logits, deltas):
-            scores = logits_l.float().sigmoid().flatten()  # float32 scores under autocast
+            flat = logits_l.flatten()
+            best, candidates = flat.topk(min(flat.numel(), self.topk_candidates))
+            scores = best.float().sigmoid()  # float32 scores under autocast
             keep = scores > self.score_thresh
-            scores = scores[keep]
-            candidates = torch.nonzero(keep, as_tuple=True)[0]
-            num = min(len(candidates), self.topk_candidates)
-            scores, order = scores.topk(num)
-            candidates = candidates[order]
+            scores, candidates = scores[keep], candidates[keep]
             anchor_idx = candidates // self.num_classes
             classes = candidates % self.num_classes
             boxes_all.append(self.box_coder.decode(deltas_l[anchor_idx], anchors_l[anchor_idx]))
