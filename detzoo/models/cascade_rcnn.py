@@ -13,7 +13,7 @@ from detzoo.heads.matcher import Matcher
 from detzoo.heads.poolers import ROIPooler
 from detzoo.heads.roi_branch import ROIBranch
 from detzoo.heads.rpn import RPN
-from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, default_rpn, is_fpn
+from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, default_rpn, require_fpn
 from detzoo.models.mask_rcnn import default_mask_head
 from detzoo.models.rcnn import GeneralizedRCNN
 
@@ -29,11 +29,7 @@ def default_cascade_roi_heads(
     (Detectron2's ``ROI_BOX_HEAD.FC_DIM``, 1024) and a class-agnostic predictor; stage IoUs
     :data:`CASCADE_IOUS`, box-coder weights :data:`CASCADE_BOX_WEIGHTS`; ``mask_head`` runs on
     the final detections."""
-    if not is_fpn(backbone):
-        raise ValueError(
-            f"Cascade R-CNN needs an FPN backbone with p2-p6 outputs (as in Detectron2); "
-            f"{type(backbone).__name__} has {sorted(backbone.output_shape())}"
-        )
+    require_fpn(backbone, "Cascade R-CNN")
     shapes = backbone.output_shape()
     levels = list(FPN_ROI_LEVELS)
     pooler = ROIPooler(7, [1.0 / shapes[f].stride for f in levels], sampling_ratio=0)

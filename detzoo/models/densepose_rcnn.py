@@ -18,7 +18,8 @@ from detzoo.models.faster_rcnn import (
     FasterRCNN,
     default_box_predictor,
     default_rpn,
-    is_fpn,
+    require_branch,
+    require_fpn,
 )
 
 
@@ -100,22 +101,14 @@ class DensePoseRCNN(FasterRCNN):
         **kwargs,
     ):
         backbone = build(backbone)
-        if not is_fpn(backbone):
-            raise ValueError(
-                f"DensePose R-CNN needs an FPN backbone with p2-p6 outputs; "
-                f"{type(backbone).__name__} has {sorted(backbone.output_shape())}"
-            )
+        require_fpn(backbone, "DensePose R-CNN")
         rpn = build(rpn) if rpn is not None else default_rpn(backbone)
         if roi_heads is None:
             roi_heads = default_densepose_roi_heads(
                 backbone, num_classes, default_densepose_head(backbone)
             )
         roi_heads = build(roi_heads)
-        if getattr(roi_heads, "densepose_head", None) is None:
-            raise ValueError(
-                "DensePoseRCNN's roi_heads need a densepose_head; leave roi_heads out for "
-                "Detectron2's"
-            )
+        require_branch(roi_heads, "densepose_head", "DensePoseRCNN")
         super().__init__(
             backbone,
             num_classes,

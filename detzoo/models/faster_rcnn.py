@@ -23,6 +23,27 @@ def is_fpn(backbone: nn.Module) -> bool:
     return all(level in backbone.output_shape() for level in FPN_RPN_LEVELS)
 
 
+def require_fpn(backbone: nn.Module, model: str) -> None:
+    """Raises a ValueError naming ``model`` unless ``backbone`` outputs ``p2``–``p6``."""
+    if not is_fpn(backbone):
+        raise ValueError(
+            f"{model} needs an FPN backbone with p2-p6 outputs (as in Detectron2); "
+            f"{type(backbone).__name__} has {sorted(backbone.output_shape())}: wrap it in "
+            f"detzoo.backbones.FPN"
+        )
+
+
+def require_branch(roi_heads: nn.Module, branch: str, model: str) -> nn.Module:
+    """``roi_heads.<branch>`` (e.g. ``mask_head``); a ValueError naming ``model`` if it is
+    missing."""
+    head = getattr(roi_heads, branch, None)
+    if head is None:
+        raise ValueError(
+            f"{model}'s roi_heads need a {branch}; leave roi_heads out for Detectron2's"
+        )
+    return head
+
+
 def default_rpn(backbone: nn.Module, post_nms_topk_train: int | None = None) -> RPN:
     """Detectron2's RPN for this backbone: FPN (one anchor size per level p2–p6, top-k 2000/1000
     train, 1000/1000 test) or C4 (five sizes on res4, top-k 12000/2000 train, 6000/1000 test).

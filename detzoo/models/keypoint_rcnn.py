@@ -14,7 +14,8 @@ from detzoo.models.faster_rcnn import (
     FasterRCNN,
     default_roi_heads,
     default_rpn,
-    is_fpn,
+    require_branch,
+    require_fpn,
 )
 
 
@@ -64,11 +65,7 @@ class KeypointRCNN(FasterRCNN):
         **kwargs,
     ):
         backbone = build(backbone)
-        if not is_fpn(backbone):
-            raise ValueError(
-                f"Keypoint R-CNN needs an FPN backbone with p2-p6 outputs; "
-                f"{type(backbone).__name__} has {sorted(backbone.output_shape())}"
-            )
+        require_fpn(backbone, "Keypoint R-CNN")
         rpn = build(rpn) if rpn is not None else default_rpn(backbone, post_nms_topk_train=1500)
         if roi_heads is None:
             roi_heads = default_roi_heads(
@@ -78,9 +75,7 @@ class KeypointRCNN(FasterRCNN):
                 keypoint_head=default_keypoint_head(backbone, num_keypoints),
             )
         roi_heads = build(roi_heads)
-        keypoint_head = getattr(roi_heads, "keypoint_head", None)
-        if keypoint_head is None:
-            raise ValueError("KeypointRCNN's roi_heads need a keypoint_head")
+        keypoint_head = require_branch(roi_heads, "keypoint_head", "KeypointRCNN")
         if keypoint_head.num_keypoints != num_keypoints:
             raise ValueError(
                 f"num_keypoints is {num_keypoints} but the keypoint head predicts "

@@ -9,7 +9,13 @@ from detzoo.config import build
 from detzoo.heads.mask_head import MaskRCNNConvUpsampleHead
 from detzoo.heads.poolers import ROIPooler
 from detzoo.heads.rpn import RPN
-from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, FasterRCNN, default_roi_heads, is_fpn
+from detzoo.models.faster_rcnn import (
+    FPN_ROI_LEVELS,
+    FasterRCNN,
+    default_roi_heads,
+    is_fpn,
+    require_branch,
+)
 
 
 def default_mask_head(
@@ -88,11 +94,7 @@ class MaskRCNN(FasterRCNN):
             mask_head = default_mask_head(backbone, num_classes, cls_agnostic_mask)
             roi_heads = default_roi_heads(backbone, num_classes, mask_head=mask_head)
         roi_heads = build(roi_heads)
-        mask_head = getattr(roi_heads, "mask_head", None)
-        if mask_head is None:
-            raise ValueError(
-                "MaskRCNN's roi_heads need a mask_head; leave roi_heads out for Detectron2's"
-            )
+        mask_head = require_branch(roi_heads, "mask_head", "MaskRCNN")
         predicted = getattr(mask_head, "num_classes", num_classes)
         if not getattr(mask_head, "cls_agnostic_mask", False) and predicted != num_classes:
             raise ValueError(
