@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import zlib
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from PIL import Image
 from torchvision.ops import box_iou
 
 from detzoo.structures import segmentations_to_bitmaps
+from detzoo.zoo.detectron2 import load_detectron2_weights
 
 IMAGES = ("astronaut.png", "coffee.png")  # run as one batch, in this order
 
@@ -59,6 +61,17 @@ def golden_weights(params_json: Path) -> dict[str, np.ndarray]:
             raise AssertionError(f"golden weight {name}: first {first} != {spec['first']}")
         weights[name] = value.numpy()
     return weights
+
+
+def load_golden_model(model: torch.nn.Module, arch_dir: Path, tmp_dir: Path) -> torch.nn.Module:
+    """Writes the golden weights of ``arch_dir`` as a Detectron2-format checkpoint
+    ``tmp_dir / "model_final.pkl"``, loads them into ``model`` through detzoo's converter
+    (:func:`detzoo.zoo.detectron2.load_detectron2_weights`, strict: every weight used, none
+    missing) and returns the model in eval mode."""
+    checkpoint = Path(tmp_dir) / "model_final.pkl"
+    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(Path(arch_dir) / "params.json")}))
+    load_detectron2_weights(model, checkpoint)
+    return model.eval()
 
 
 def golden_images(golden_dir: Path) -> list[torch.Tensor]:
@@ -120,6 +133,37 @@ def match_as_sets(
                 f"has no detzoo match; nearest: {near}"
             )
     return pairs
+
+
+def match_golden_instances(
+    gold: dict[str, torch.Tensor], pred: dict[str, torch.Tensor], image: int
+) -> list[tuple[int, int]]:
+    """The README's set rule (:func:`match_as_sets`) for the final instances of image ``image``:
+    golden ``instances/{image}/...`` against ``pred``'s boxes, scores and labels, same class
+    required. Returns the matched (golden, ours) pairs."""
+    return match_as_sets(
+        gold[f"instances/{image}/boxes"],
+        gold[f"instances/{image}/scores"],
+        pred["boxes"],
+        pred["scores"],
+        gold[f"instances/{image}/classes"],
+        pred["labels"],
+    )
+
+
+def assert_golden_proposals_match(
+    gold: dict[str, torch.Tensor], proposals: dict[str, torch.Tensor], image: int
+) -> None:
+    """The RPN proposals of image ``image`` (``proposals``: that image's dict) match Detectron2's:
+    the same count, and boxes / objectness logits as sets by the README's rule."""
+    gold_boxes = gold[f"proposals/{image}/boxes"]
+    assert len(proposals["boxes"]) == len(gold_boxes)
+    match_as_sets(
+        gold_boxes,
+        gold[f"proposals/{image}/objectness_logits"],
+        proposals["boxes"],
+        proposals["objectness_logits"],
+    )
 
 
 def golden_masks(image_meta: dict) -> torch.Tensor:

@@ -5,17 +5,20 @@ run as one batch at their own sizes, ``SCORE_THRESH_TEST=0``. The comparison fol
 as sets, boxes within 0.01 px, scores/logits within 1e-4.
 """
 
-import pickle
-
 import pytest
 import torch
 
 from detzoo.backbones import FPN, LastLevelMaxPool, LastLevelP6P7, ResNet
 from detzoo.models.faster_rcnn import FasterRCNN
 from detzoo.models.retinanet import RetinaNet
-from detzoo.zoo.detectron2 import load_detectron2_weights
 
-from ..golden_utils import golden_images, golden_outputs, golden_weights, match_as_sets
+from ..golden_utils import (
+    assert_golden_proposals_match,
+    golden_images,
+    golden_outputs,
+    load_golden_model,
+    match_golden_instances,
+)
 
 
 def _faster_rcnn_r50_fpn():
@@ -46,11 +49,8 @@ MODELS = {
 
 def _load(golden_dir, tmp_path, arch):
     arch_dir = golden_dir / arch
-    checkpoint = tmp_path / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
-    model = MODELS[arch]()
-    load_detectron2_weights(model, checkpoint)
-    return model.eval(), golden_images(golden_dir), *golden_outputs(arch_dir)
+    model = load_golden_model(MODELS[arch](), arch_dir, tmp_path)
+    return model, golden_images(golden_dir), *golden_outputs(arch_dir)
 
 
 @pytest.mark.parametrize("arch", sorted(MODELS))
@@ -61,21 +61,7 @@ def test_predictions_match_detectron2(golden_dir, tmp_path, arch):
         proposals = model.proposals(images) if hasattr(model, "proposals") else None
     for i, (pred, info) in enumerate(zip(preds, meta["images"])):
         assert len(pred["boxes"]) == info["num_instances"]
-        pairs = match_as_sets(
-            gold[f"instances/{i}/boxes"],
-            gold[f"instances/{i}/scores"],
-            pred["boxes"],
-            pred["scores"],
-            gold[f"instances/{i}/classes"],
-            pred["labels"],
-        )
+        pairs = match_golden_instances(gold, pred, i)
         assert len(pairs) >= 0.95 * info["num_instances"]
         if proposals is not None:
-            gold_boxes = gold[f"proposals/{i}/boxes"]
-            assert len(proposals[i]["boxes"]) == len(gold_boxes)
-            match_as_sets(
-                gold_boxes,
-                gold[f"proposals/{i}/objectness_logits"],
-                proposals[i]["boxes"],
-                proposals[i]["objectness_logits"],
-            )
+            assert_golden_proposals_match(gold, proposals[i], i)

@@ -4,7 +4,6 @@ Detectron2 predicts (``../shared/golden/cascade_mask_rcnn_R50_FPN``, Detectron2'
 scores as sets (0.01 px, 1e-4), masks of matched instances with mask IoU >= 0.99."""
 
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,16 @@ import yaml
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.config import build
 from detzoo.models import CascadeRCNN
-from detzoo.zoo.detectron2 import check_compatible, load_detectron2_weights, rename
+from detzoo.zoo.detectron2 import check_compatible, rename
 
 from ..golden_utils import (
+    assert_golden_proposals_match,
     assert_masks_match,
     golden_images,
     golden_masks,
     golden_outputs,
-    golden_weights,
-    match_as_sets,
+    load_golden_model,
+    match_golden_instances,
 )
 
 ARCH = "cascade_mask_rcnn_R50_FPN"
@@ -32,12 +32,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "zoo_configs"
 @pytest.fixture(scope="module")
 def predictions(golden_dir, tmp_path_factory):
     arch_dir = golden_dir / ARCH
-    checkpoint = tmp_path_factory.mktemp(ARCH) / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
     backbone = FPN(ResNet(50), top_block=LastLevelMaxPool())
     model = CascadeRCNN(backbone, num_classes=80, mask_on=True, score_thresh=0.0)
-    load_detectron2_weights(model, checkpoint)  # strict: every weight used, none missing
-    model.eval()
+    model = load_golden_model(model, arch_dir, tmp_path_factory.mktemp(ARCH))
     images = golden_images(golden_dir)
     with torch.no_grad():
         preds = model(images)
@@ -48,14 +45,7 @@ def predictions(golden_dir, tmp_path_factory):
 @pytest.mark.parametrize("image", [0, 1])
 def test_proposals_match_detectron2(predictions, image):
     _, proposals, gold, _ = predictions
-    gold_boxes = gold[f"proposals/{image}/boxes"]
-    assert len(proposals[image]["boxes"]) == len(gold_boxes)
-    match_as_sets(
-        gold_boxes,
-        gold[f"proposals/{image}/objectness_logits"],
-        proposals[image]["boxes"],
-        proposals[image]["objectness_logits"],
-    )
+    assert_golden_proposals_match(gold, proposals[image], image)
 
 
 @pytest.mark.parametrize("image", [0, 1])
@@ -63,14 +53,7 @@ def test_boxes_scores_and_masks_match_detectron2(predictions, image):
     preds, _, gold, meta = predictions
     pred, info = preds[image], meta["images"][image]
     assert len(pred["boxes"]) == info["num_instances"]
-    pairs = match_as_sets(
-        gold[f"instances/{image}/boxes"],
-        gold[f"instances/{image}/scores"],
-        pred["boxes"],
-        pred["scores"],
-        gold[f"instances/{image}/classes"],
-        pred["labels"],
-    )
+    pairs = match_golden_instances(gold, pred, image)
     assert len(pairs) >= 0.95 * info["num_instances"]
     assert pred["masks"].dtype == torch.bool
     assert pred["masks"].shape == (len(pred["boxes"]), info["height"], info["width"])

@@ -10,7 +10,6 @@ called once more with ``detections_per_image=20``, whose detections are the firs
 (ranked by score)."""
 
 import json
-import pickle
 
 import pytest
 import torch
@@ -18,9 +17,16 @@ import torch
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.models.densepose_rcnn import DensePoseRCNN
 from detzoo.models.postprocess import rescale_detections
-from detzoo.zoo.detectron2 import check_compatible, load_detectron2_weights, rename
+from detzoo.zoo.detectron2 import check_compatible, rename
 
-from ..golden_utils import golden_images, golden_outputs, golden_weights, match_as_sets
+from ..golden_utils import (
+    assert_golden_proposals_match,
+    golden_images,
+    golden_outputs,
+    load_golden_model,
+    match_as_sets,
+    match_golden_instances,
+)
 
 ARCH = "densepose_rcnn_R50_FPN"
 NUM_CHARTS = 20  # instances per image whose charts the fixture holds
@@ -36,11 +42,7 @@ def golden_run(golden_dir, tmp_path_factory):
     """Box detections (100 per image), RPN proposals, and predictions with DensePose charts for
     the 20 best detections per image, on the golden batch; then the golden tensors and metadata."""
     arch_dir = golden_dir / ARCH
-    checkpoint = tmp_path_factory.mktemp(ARCH) / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
-    model = _densepose_rcnn(50)
-    load_detectron2_weights(model, checkpoint)
-    model.eval()
+    model = load_golden_model(_densepose_rcnn(50), arch_dir, tmp_path_factory.mktemp(ARCH))
     batch = model.preprocess(golden_images(golden_dir))
     heads = model.roi_heads
     with torch.no_grad():
@@ -60,23 +62,9 @@ def test_boxes_and_proposals_match_detectron2(golden_run, image):
     num_instances = meta["images"][image]["num_instances"]
     ours = detections[image]
     assert len(ours["boxes"]) == num_instances
-    pairs = match_as_sets(
-        gold[f"instances/{image}/boxes"],
-        gold[f"instances/{image}/scores"],
-        ours["boxes"],
-        ours["scores"],
-        gold[f"instances/{image}/classes"],
-        ours["labels"],
-    )
+    pairs = match_golden_instances(gold, ours, image)
     assert len(pairs) >= 0.95 * num_instances
-    gold_boxes = gold[f"proposals/{image}/boxes"]
-    assert len(proposals[image]["boxes"]) == len(gold_boxes)
-    match_as_sets(
-        gold_boxes,
-        gold[f"proposals/{image}/objectness_logits"],
-        proposals[image]["boxes"],
-        proposals[image]["objectness_logits"],
-    )
+    assert_golden_proposals_match(gold, proposals[image], image)
 
 
 @pytest.mark.parametrize("image", [0, 1])

@@ -4,7 +4,6 @@ boxes/scores as sets (0.01 px, 1e-4), then keypoints of matched instances x, y w
 score within 1e-4."""
 
 import json
-import pickle
 
 import pytest
 import torch
@@ -12,9 +11,15 @@ import torch.nn.functional as F
 
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.models import KeypointRCNN
-from detzoo.zoo.detectron2 import check_compatible, load_detectron2_weights, rename
+from detzoo.zoo.detectron2 import check_compatible, rename
 
-from ..golden_utils import golden_images, golden_outputs, golden_weights, match_as_sets
+from ..golden_utils import (
+    assert_golden_proposals_match,
+    golden_images,
+    golden_outputs,
+    load_golden_model,
+    match_golden_instances,
+)
 
 ARCH = "keypoint_rcnn_R50_FPN"
 
@@ -29,11 +34,7 @@ def golden_run(golden_dir, tmp_path_factory):
     """The converted model, its predictions, RPN proposals and FPN features on the golden batch,
     and the golden tensors and metadata."""
     arch_dir = golden_dir / ARCH
-    checkpoint = tmp_path_factory.mktemp(ARCH) / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
-    model = _keypoint_rcnn(50)
-    load_detectron2_weights(model, checkpoint)
-    model.eval()
+    model = load_golden_model(_keypoint_rcnn(50), arch_dir, tmp_path_factory.mktemp(ARCH))
     images = golden_images(golden_dir)
     with torch.no_grad():
         preds = model(images)
@@ -43,31 +44,13 @@ def golden_run(golden_dir, tmp_path_factory):
     return model, features, preds, proposals, *golden_outputs(arch_dir)
 
 
-def _matched(gold, pred, image):
-    return match_as_sets(
-        gold[f"instances/{image}/boxes"],
-        gold[f"instances/{image}/scores"],
-        pred["boxes"],
-        pred["scores"],
-        gold[f"instances/{image}/classes"],
-        pred["labels"],
-    )
-
-
 @pytest.mark.parametrize("image", [0, 1])
 def test_boxes_and_proposals_match_detectron2(golden_run, image):
     _, _, preds, proposals, gold, meta = golden_run
     num_instances = meta["images"][image]["num_instances"]
     assert len(preds[image]["boxes"]) == num_instances
-    assert len(_matched(gold, preds[image], image)) >= 0.95 * num_instances
-    gold_boxes = gold[f"proposals/{image}/boxes"]
-    assert len(proposals[image]["boxes"]) == len(gold_boxes)
-    match_as_sets(
-        gold_boxes,
-        gold[f"proposals/{image}/objectness_logits"],
-        proposals[image]["boxes"],
-        proposals[image]["objectness_logits"],
-    )
+    assert len(match_golden_instances(gold, preds[image], image)) >= 0.95 * num_instances
+    assert_golden_proposals_match(gold, proposals[image], image)
 
 
 def _argmax_tie_gap(model, features, image, box, keypoint, gold_xy) -> float:
@@ -94,7 +77,9 @@ def test_keypoints_match_detectron2(golden_run, image):
     model, features, preds, _, gold, meta = golden_run
     pred = preds[image]
     assert pred["keypoints"].shape == (meta["images"][image]["num_instances"], 17, 3)
-    gold_index, ours_index = (torch.tensor(p) for p in zip(*_matched(gold, pred, image)))
+    gold_index, ours_index = (
+        torch.tensor(p) for p in zip(*match_golden_instances(gold, pred, image))
+    )
     gold_kpts = gold[f"instances/{image}/keypoints"][gold_index]
     ours_kpts = pred["keypoints"][ours_index]
     torch.testing.assert_close(ours_kpts[..., 2], gold_kpts[..., 2], rtol=0, atol=1e-4)

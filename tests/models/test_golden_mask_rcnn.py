@@ -5,7 +5,6 @@ fixture's COCO RLEs). The larger variants (C4, R101, X101-32x8d) are checked for
 conversion of every parameter."""
 
 import json
-import pickle
 
 import numpy as np
 import pytest
@@ -14,9 +13,14 @@ from pycocotools import mask as mask_utils
 
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.models import MaskRCNN
-from detzoo.zoo.detectron2 import check_compatible, load_detectron2_weights, rename
+from detzoo.zoo.detectron2 import check_compatible, rename
 
-from ..golden_utils import golden_images, golden_outputs, golden_weights, match_as_sets
+from ..golden_utils import (
+    golden_images,
+    golden_outputs,
+    load_golden_model,
+    match_golden_instances,
+)
 
 ARCH = "mask_rcnn_R50_FPN"
 
@@ -38,11 +42,7 @@ VARIANTS = {
 @pytest.fixture(scope="module")
 def predictions(golden_dir, tmp_path_factory):
     arch_dir = golden_dir / ARCH
-    checkpoint = tmp_path_factory.mktemp(ARCH) / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
-    model = _fpn(50)
-    load_detectron2_weights(model, checkpoint)
-    model.eval()
+    model = load_golden_model(_fpn(50), arch_dir, tmp_path_factory.mktemp(ARCH))
     with torch.no_grad():
         preds = model(golden_images(golden_dir))
     return preds, *golden_outputs(arch_dir)
@@ -51,15 +51,7 @@ def predictions(golden_dir, tmp_path_factory):
 def _matched(predictions, image):
     preds, gold, meta = predictions
     pred, info = preds[image], meta["images"][image]
-    pairs = match_as_sets(
-        gold[f"instances/{image}/boxes"],
-        gold[f"instances/{image}/scores"],
-        pred["boxes"],
-        pred["scores"],
-        gold[f"instances/{image}/classes"],
-        pred["labels"],
-    )
-    return pred, info, pairs
+    return pred, info, match_golden_instances(gold, pred, image)
 
 
 @pytest.mark.parametrize("image", [0, 1])

@@ -5,7 +5,6 @@ boxes and scores as sets, masks of matched instances (IoU >= 0.99), the semantic
 panoptic category of every pixel (>= 99% agree)."""
 
 import json
-import pickle
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,16 @@ import yaml
 from detzoo.backbones import FPN, LastLevelMaxPool, ResNet
 from detzoo.config import build
 from detzoo.models import PanopticFPN
-from detzoo.zoo.detectron2 import check_compatible, load_detectron2_weights, rename
+from detzoo.zoo.detectron2 import check_compatible, rename
 
 from ..golden_utils import (
+    assert_golden_proposals_match,
     assert_masks_match,
     golden_images,
     golden_masks,
     golden_outputs,
-    golden_weights,
-    match_as_sets,
+    load_golden_model,
+    match_golden_instances,
 )
 
 ARCH = "panoptic_fpn_R50"
@@ -38,12 +38,8 @@ def _model(depth: int = 50) -> PanopticFPN:
 @pytest.fixture(scope="module")
 def predictions(golden_dir, tmp_path_factory):
     arch_dir = golden_dir / ARCH
-    checkpoint = tmp_path_factory.mktemp(ARCH) / "model_final.pkl"
-    checkpoint.write_bytes(pickle.dumps({"model": golden_weights(arch_dir / "params.json")}))
-    model = _model()
-    load_detectron2_weights(model, checkpoint)  # strict: every weight used, none missing
+    model = load_golden_model(_model(), arch_dir, tmp_path_factory.mktemp(ARCH))
     model.set_test_thresholds(score_thresh=0.0)  # the box predictor's and the merge's
-    model.eval()
     images = golden_images(golden_dir)
     with torch.no_grad():
         preds = model(images)
@@ -54,14 +50,7 @@ def predictions(golden_dir, tmp_path_factory):
 @pytest.mark.parametrize("image", [0, 1])
 def test_proposals_match_detectron2(predictions, image):
     _, proposals, gold, _ = predictions
-    gold_boxes = gold[f"proposals/{image}/boxes"]
-    assert len(proposals[image]["boxes"]) == len(gold_boxes)
-    match_as_sets(
-        gold_boxes,
-        gold[f"proposals/{image}/objectness_logits"],
-        proposals[image]["boxes"],
-        proposals[image]["objectness_logits"],
-    )
+    assert_golden_proposals_match(gold, proposals[image], image)
 
 
 @pytest.mark.parametrize("image", [0, 1])
@@ -69,14 +58,7 @@ def test_instances_match_detectron2(predictions, image):
     preds, _, gold, meta = predictions
     pred, info = preds[image], meta["images"][image]
     assert len(pred["boxes"]) == info["num_instances"]
-    pairs = match_as_sets(
-        gold[f"instances/{image}/boxes"],
-        gold[f"instances/{image}/scores"],
-        pred["boxes"],
-        pred["scores"],
-        gold[f"instances/{image}/classes"],
-        pred["labels"],
-    )
+    pairs = match_golden_instances(gold, pred, image)
     assert len(pairs) >= 0.95 * info["num_instances"]
     assert_masks_match(golden_masks(info), pred["masks"], pairs)
 
