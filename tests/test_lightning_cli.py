@@ -18,12 +18,28 @@ SHAPES_RECIPE = CONFIGS / "shapes" / "faster_rcnn_R18_FPN.yaml"
 @pytest.mark.parametrize(
     "config", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS))
 )
-def test_every_zoo_config_builds(config, tmp_path):
+def test_every_zoo_config_builds(config, tmp_path, monkeypatch):
     if config.name == "index.yaml":
         pytest.skip("the zoo index is not a LightningCLI config")
-    cli = DetzooCLI(["--config", str(config), "--data.root", str(tmp_path)], run=False)
+    # logging configs are given after a model's
+    base = ["--config", str(SHAPES_RECIPE)] if config.parent.name == "logging" else []
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = [*base, "--config", str(config), "--data.root", str(tmp_path)]
+    cli = DetzooCLI(args, run=False)
     assert isinstance(cli.model, DetectionModel)
     assert cli.model.hparams  # rebuildable from a checkpoint
+
+
+def test_the_wandb_config_adds_the_logger_and_overlay_callback_to_a_recipe(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = ["--config", str(SHAPES_RECIPE), "--config", str(CONFIGS / "logging" / "wandb.yaml")]
+    args += ["--data.root", str(tmp_path), "--trainer.logger.init_args.name", "run-7"]
+    cli = DetzooCLI(args, run=False)
+    logger = cli.trainer.logger
+    assert type(logger).__name__ == "WandbLogger"
+    assert logger._wandb_init["project"] == "detzoo" and logger._wandb_init["name"] == "run-7"
+    names = [type(c).__name__ for c in cli.trainer.callbacks]
+    assert "PredictionImages" in names and "WandbPredictionImages" in names  # added, not replaced
 
 
 def test_overrides_reach_model_and_data(tmp_path):
