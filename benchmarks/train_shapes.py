@@ -51,13 +51,17 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--metric", default="val/bbox/AP")
     parser.add_argument("--out", default="train_curve.json", help="where to write the curve")
+    parser.add_argument(
+        "--ckpt-path",
+        help="resume this run's checkpoint (minutes then count from the resumption)",
+    )
     parser.add_argument("overrides", nargs=argparse.REMAINDER, help="after --: detzoo fit args")
     args = parser.parse_args()
     overrides = [a for a in args.overrides if a != "--"]
     cli = DetzooCLI(["--config", args.config, *overrides], run=False)
     clock = TrainingClock(args.metric)
     cli.trainer.callbacks.append(clock)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=args.ckpt_path)
     Path(args.out).write_text(json.dumps(clock.curve, indent=1))
     keys = [k for k in clock.curve[-1] if k.startswith("val/") and "-" not in k]
     print("| step | training minutes | " + " | ".join(keys) + " |")
