@@ -9,16 +9,19 @@ own optimiser and schedule (its ``solver``), so ``--optimizer``/``--lr_scheduler
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from detzoo.callbacks.progress import TrainingProgress
-from detzoo.models.base import DetectionModel
+from detzoo.models.base import CHECKPOINT_CLASS_PATH_KEY, DetectionModel
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
@@ -51,6 +54,36 @@ class DetzooCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """With ``--ckpt_path``, Lightning puts the checkpoint's hyper-parameters into the model's
+        config as the init args of whatever class the config names, which fails for the nested
+        ``class_path``/``init_args`` specs detzoo models record. A detzoo checkpoint names its
+        class (:data:`~detzoo.models.base.CHECKPOINT_CLASS_PATH_KEY`): the model is configured as
+        that class with the recorded init args (as in Lightning, they override the config's)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not ckpt_path or not Path(ckpt_path).is_file():
+            return
+        checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        class_path = checkpoint.get(CHECKPOINT_CLASS_PATH_KEY)
+        if class_path is None:  # not written by a recorded detzoo model
+            super()._parse_ckpt_path()
+            return
+        init_args = {
+            k: v
+            for k, v in checkpoint.get("hyper_parameters", {}).items()
+            if k not in ("_instantiator", "_class_path")
+        }
+        model = {"class_path": class_path, "init_args": init_args}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+        except SystemExit:
+            sys.stderr.write(
+                f"The model recorded in {ckpt_path} ({class_path}) does not configure with this "
+                f"version of detzoo; load its weights into a model you build instead.\n"
+            )
+            raise
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> L.Trainer:
         configured = config.get("callbacks") or []

@@ -4,6 +4,7 @@ module, command-line overrides reach them, and a tiny fit runs end to end throug
 from pathlib import Path
 
 import pytest
+import torch
 
 from detzoo.callbacks import TrainingProgress
 from detzoo.cli import main
@@ -68,7 +69,7 @@ def test_a_config_typo_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch):
+def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch, capsys):
     """Make a small shapes dataset, train two steps, evaluate and draw predictions."""
     monkeypatch.chdir(tmp_path)
     code = main(
@@ -96,7 +97,22 @@ def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch):
     assert (tmp_path / "shapes" / "val" / "instances.json").is_file()
     (log_dir,) = (tmp_path / "lightning_logs").iterdir()
     assert (log_dir / "predictions.png").is_file() and (log_dir / "config.yaml").is_file()
-    assert list((log_dir / "checkpoints").glob("*.ckpt"))
+    (checkpoint,) = (log_dir / "checkpoints").glob("*.ckpt")
+    # the checkpoint evaluates through the CLI, its recorded model configured from the checkpoint
+    # (a 5-class model although the recipe says 7: the checkpoint's hyper-parameters win)
+    model = torch.load(checkpoint, weights_only=True)
+    model["hyper_parameters"]["num_classes"] = 5
+    model["hyper_parameters"]["roi_heads"]["init_args"]["box_predictor"]["init_args"]["num_classes"] = 5
+    for key in ("cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"):
+        name = f"roi_heads.box_predictor.{key}"
+        rows = 6 if key.startswith("cls") else 20
+        model["state_dict"][name] = model["state_dict"][name][:rows]
+    torch.save(model, tmp_path / "five.ckpt")
+    validate = ["validate", "--config", str(SHAPES_RECIPE), "--data.root", "shapes"]
+    validate += ["--data.num_workers", "0", "--trainer.enable_progress_bar", "false"]
+    validate += ["--trainer.logger", "false", "--ckpt_path", str(tmp_path / "five.ckpt")]
+    assert main(validate) == 0
+    assert "val/bbox/AP" in capsys.readouterr().out
 
 
 def test_shapes_data_module_keeps_its_sizes_under_lightning_cli(tmp_path):
