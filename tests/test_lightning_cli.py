@@ -102,7 +102,9 @@ def test_detzoo_fit_runs_the_shapes_recipe(tmp_path, monkeypatch, capsys):
     # (a 5-class model although the recipe says 7: the checkpoint's hyper-parameters win)
     model = torch.load(checkpoint, weights_only=True)
     model["hyper_parameters"]["num_classes"] = 5
-    model["hyper_parameters"]["roi_heads"]["init_args"]["box_predictor"]["init_args"]["num_classes"] = 5
+    model["hyper_parameters"]["roi_heads"]["init_args"]["box_predictor"]["init_args"][
+        "num_classes"
+    ] = 5
     for key in ("cls_score.weight", "cls_score.bias", "bbox_pred.weight", "bbox_pred.bias"):
         name = f"roi_heads.box_predictor.{key}"
         rows = 6 if key.startswith("cls") else 20
