@@ -82,18 +82,26 @@ def warn_degenerate(num_degenerate: int, source: str) -> None:
         )
 
 
-def drop_crowd_only(records: list[dict], source: str) -> list[dict]:
-    """``records`` without images whose every annotation is a crowd region (Detectron2 skips
-    them in training), with one warning counting them; images without annotations stay."""
-    kept = [
-        r
-        for r in records
-        if not r["annotations"] or any(a["iscrowd"] == 0 for a in r["annotations"])
-    ]
+def filter_empty_images(records: list[dict], source: str) -> list[dict]:
+    """``records`` without the images that have no non-crowd annotation — none at all, or crowd
+    regions only — with one warning counting them: Detectron2's training filter
+    (``DATALOADER.FILTER_EMPTY_ANNOTATIONS``, ``filter_images_with_only_crowd_annotations``).
+
+    Raises:
+        ValueError: if no image is left (naming ``source``).
+    """
+    kept = [r for r in records if any(a["iscrowd"] == 0 for a in r["annotations"])]
+    if not kept and records:
+        raise ValueError(
+            f"{source}: none of its {len(records)} images has a non-crowd annotation, so nothing "
+            "is left to train on after dropping images without objects; check the file, or keep "
+            "them with filter_empty=False (filter_empty_annotations: false in a data module)"
+        )
     if len(kept) < len(records):
         warnings.warn(
-            f"{source}: skipped {len(records) - len(kept)} images whose only annotations are "
-            "crowd regions (as Detectron2 does for training)",
+            f"{source}: skipped {len(records) - len(kept)} of {len(records)} images that have no "
+            "non-crowd annotation (empty or crowd-only), as Detectron2 does for training; "
+            "filter_empty=False (a data module's filter_empty_annotations=False) keeps them",
             stacklevel=4,
         )
     return kept

@@ -16,7 +16,7 @@ from .annotation_checks import (
     check_bbox,
     check_category,
     check_segmentation,
-    drop_crowd_only,
+    filter_empty_images,
     warn_degenerate,
 )
 from .dataset import DetectionDataset, Sample, Transform
@@ -42,8 +42,9 @@ class CocoDetection(DetectionDataset):
         annotation_json: a COCO instances json.
         transforms: a callable on numpy samples (see :mod:`detzoo.data.transforms`).
         with_masks: decode ``segmentation`` into ``target["masks"]`` uint8 ``[N, H, W]``.
-        skip_crowd_only: drop images whose every annotation is a crowd region, with a warning
-            (Detectron2 does so for training; images without annotations are always kept).
+        filter_empty: drop images without any non-crowd annotation (none, or crowd regions only),
+            with a warning counting them — Detectron2's ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``
+            for training sets. False keeps every image (an empty one trains as all background).
 
     Raises:
         FileNotFoundError / ValueError: at construction, for a missing or malformed json, an
@@ -59,7 +60,7 @@ class CocoDetection(DetectionDataset):
         *,
         transforms: Transform | None = None,
         with_masks: bool = True,
-        skip_crowd_only: bool = False,
+        filter_empty: bool = False,
     ) -> None:
         self.image_root = str(image_root)
         self.annotation_json = str(annotation_json)
@@ -68,7 +69,7 @@ class CocoDetection(DetectionDataset):
         categories = sorted(coco.dataset.get("categories", []), key=lambda c: c["id"])
         id_map = {c["id"]: label for label, c in enumerate(categories)}
         self.categories = categories
-        records = self._build_records(coco, id_map, skip_crowd_only)
+        records = self._build_records(coco, id_map, filter_empty)
         super().__init__(records, [c["name"] for c in categories], id_map, transforms)
 
     def image_path(self, image_info: dict) -> str:
@@ -88,7 +89,7 @@ class CocoDetection(DetectionDataset):
             )
         return fields
 
-    def _build_records(self, coco: COCO, id_map: dict[int, int], skip_crowd_only: bool) -> list:
+    def _build_records(self, coco: COCO, id_map: dict[int, int], filter_empty: bool) -> list:
         source = self.annotation_json
         for ann in coco.dataset.get("annotations", []):
             if ann.get("image_id") not in coco.imgs:
@@ -129,7 +130,7 @@ class CocoDetection(DetectionDataset):
                 }
             )
         warn_degenerate(num_degenerate, source)
-        return drop_crowd_only(records, source) if skip_crowd_only else records
+        return filter_empty_images(records, source) if filter_empty else records
 
     def image_fields(self, image_info: dict, id_map: dict[int, int]) -> dict:
         """Reader-specific per-image fields stored in the record (LVIS label lists)."""

@@ -167,6 +167,10 @@ class CocoDataModule(DetectionDataModule):
             (Detectron2's ``TEST.KEYPOINT_OKS_SIGMAS``); None: COCO's 17 person sigmas.
         min_keypoints_per_image: task ``keypoints``: training images with fewer labelled
             keypoints are skipped (Detectron2's ``MIN_KEYPOINTS_PER_IMAGE``, 1 in its recipes).
+        filter_empty_annotations: skip training images without any non-crowd annotation (no
+            objects, or crowd regions only), with a warning counting them — Detectron2's
+            ``DATALOADER.FILTER_EMPTY_ANNOTATIONS`` (True by default there too). False trains on
+            them as all-background images. Validation sets keep every image.
         densepose_geodesics_dir: task ``densepose``: the directory holding Detectron2's SMPL
             geodesic files (:class:`detzoo.evaluation.SMPLGeodesics`); with it the evaluation
             datasets carry them as ``densepose_surface`` and DensePose R-CNN reports DensePose
@@ -192,10 +196,12 @@ class CocoDataModule(DetectionDataModule):
         lsj_size: int | None = None,
         keypoint_oks_sigmas: Sequence[float] | None = None,
         min_keypoints_per_image: int = 0,
+        filter_empty_annotations: bool = True,
         densepose_geodesics_dir: str | Path | None = None,
         **loader_kwargs,
     ) -> None:
         super().__init__(**loader_kwargs)
+        self.filter_empty_annotations = filter_empty_annotations
         self.keypoint_oks_sigmas = keypoint_oks_sigmas
         self.min_keypoints_per_image = min_keypoints_per_image
         self.densepose_geodesics_dir = densepose_geodesics_dir
@@ -215,7 +221,7 @@ class CocoDataModule(DetectionDataModule):
         if annotation_json is None:
             return None
         training = split == "train"
-        kwargs = {"skip_crowd_only": training}
+        kwargs = {"filter_empty": training and self.filter_empty_annotations}
         if self.task == "panoptic":
             kwargs["panoptic_root"] = self.root / (panoptic_root or "")
         if self.task == "keypoints":

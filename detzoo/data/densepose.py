@@ -50,7 +50,7 @@ class CocoDensePose(CocoDetection):
         *,
         transforms: Transform | None = None,
         with_masks: bool = True,
-        skip_crowd_only: bool = False,
+        filter_empty: bool = False,
         densepose_surface: SurfaceDistance | None = None,
     ) -> None:
         super().__init__(
@@ -58,7 +58,7 @@ class CocoDensePose(CocoDetection):
             annotation_json,
             transforms=transforms,
             with_masks=with_masks,
-            skip_crowd_only=skip_crowd_only,
+            filter_empty=filter_empty,
         )
         self.densepose_surface = densepose_surface
 

@@ -44,7 +44,7 @@ class CocoKeypoints(CocoDetection):
         *,
         transforms: Transform | None = None,
         with_masks: bool = True,
-        skip_crowd_only: bool = False,
+        filter_empty: bool = False,
         keypoint_flip_map: list[tuple[str, str]] | None = None,
         keypoint_offset: float = 0.5,
         keypoint_oks_sigmas: Sequence[float] | None = None,
@@ -56,7 +56,7 @@ class CocoKeypoints(CocoDetection):
             annotation_json,
             transforms=transforms,
             with_masks=with_masks,
-            skip_crowd_only=skip_crowd_only,
+            filter_empty=filter_empty,
         )
         if keypoint_flip_map is None:
             keypoint_flip_map = flip_map_from_names(self.keypoint_names)

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .annotation_checks import check_bbox, check_category, drop_crowd_only, warn_degenerate
+from .annotation_checks import check_bbox, check_category, filter_empty_images, warn_degenerate
 from .dataset import DetectionDataset, Sample, Transform
 
 THINGS_CHANNEL = 0
@@ -37,7 +37,7 @@ class CocoPanoptic(DetectionDataset):
         image_root: directory of the images (``images[*].file_name``).
         annotation_json: the panoptic json.
         panoptic_root: directory of the segment-id PNGs (``annotations[*].file_name``).
-        transforms, skip_crowd_only: as in :class:`~detzoo.data.CocoDetection`.
+        transforms, filter_empty: as in :class:`~detzoo.data.CocoDetection`.
     """
 
     def __init__(
@@ -47,7 +47,7 @@ class CocoPanoptic(DetectionDataset):
         panoptic_root: str | Path,
         *,
         transforms: Transform | None = None,
-        skip_crowd_only: bool = False,
+        filter_empty: bool = False,
     ) -> None:
         self.annotation_json = str(annotation_json)
         path = Path(annotation_json)
@@ -67,8 +67,8 @@ class CocoPanoptic(DetectionDataset):
         self._sem_value = {c: THINGS_CHANNEL for c in thing_map}
         self._sem_value.update(self.stuff_dataset_id_to_contiguous_id)
         records = self._build_records(content, str(image_root), str(panoptic_root), thing_map)
-        if skip_crowd_only:
-            records = drop_crowd_only(records, self.annotation_json)
+        if filter_empty:
+            records = filter_empty_images(records, self.annotation_json)
         super().__init__(records, [c["name"] for c in things], thing_map, transforms)
 
     def _build_records(

@@ -30,7 +30,7 @@ def build_dataset(
     **kwargs: Any,
 ) -> DetectionDataset:
     """The reader for ``task`` (one of :data:`READERS`) on these files; ``kwargs`` go to it
-    (``transforms``, ``skip_crowd_only``, ...). ``panoptic`` needs ``panoptic_root``."""
+    (``transforms``, ``filter_empty``, ...). ``panoptic`` needs ``panoptic_root``."""
     if task not in READERS:
         raise ValueError(f"unknown task {task!r}; expected one of {sorted(READERS)}")
     if task == "panoptic":

@@ -52,11 +52,20 @@ def test_without_masks(tmp_path):
     assert "masks" not in dataset[0][1]
 
 
-def test_crowd_only_images_skipped_with_warning_in_training(tmp_path):
-    path = write_dataset(tmp_path)
-    with pytest.warns(UserWarning, match="skipped 1 images"):
-        dataset = CocoDetection(tmp_path / "images", path, skip_crowd_only=True)
-    assert [r["image_id"] for r in dataset.records] == [1, 2]  # the empty image stays
+def test_empty_and_crowd_only_images_skipped_with_warning_when_filtering(tmp_path):
+    path = write_dataset(tmp_path)  # image 1 has objects, 2 none, 3 a crowd region only
+    with pytest.warns(UserWarning, match="skipped 2 of 3 images"):
+        dataset = CocoDetection(tmp_path / "images", path, filter_empty=True)
+    assert [r["image_id"] for r in dataset.records] == [1]
+    assert [r["image_id"] for r in CocoDetection(tmp_path / "images", path).records] == [1, 2, 3]
+
+
+def test_filtering_a_file_without_objects_says_what_to_do(tmp_path):
+    content = base_dataset()
+    content["annotations"] = [a for a in content["annotations"] if a.get("iscrowd")]
+    path = write_dataset(tmp_path, content)
+    with pytest.raises(ValueError, match="none of its 3 images has a non-crowd annotation"):
+        CocoDetection(tmp_path / "images", path, filter_empty=True)
 
 
 def test_degenerate_boxes_dropped_with_count(tmp_path):

@@ -80,8 +80,20 @@ def test_coco_data_module_from_paths(tmp_path):
         tmp_path, "instances.json", "instances.json", train_images="images", val_images="images",
         train_min_size=(32,), test_min_size=32, num_workers=0, batch_size=2,
     )  # fmt: skip
-    with pytest.warns(UserWarning, match="skipped 1 images"):
+    # training skips the empty and the crowd-only image, as Detectron2; validation keeps both
+    with pytest.warns(UserWarning, match="skipped 2 of 3 images"):
         module.setup("fit")
-    assert len(module.train_dataset) == 2 and len(module.val_dataset) == 3
+    assert len(module.train_dataset) == 1 and len(module.val_dataset) == 3
     images, _ = next(iter(module.train_dataloader()))
     assert min(images[0].shape[1:]) == 32
+
+
+def test_coco_data_module_can_train_on_images_without_objects(tmp_path):
+    write_dataset(tmp_path)
+    module = CocoDataModule(
+        tmp_path, "instances.json", None, train_images="images", num_workers=0, batch_size=3,
+        train_min_size=(32,), filter_empty_annotations=False,
+    )  # fmt: skip
+    module.setup("fit")
+    counts = {t["image_id"]: len(t["boxes"]) for _, ts in module.train_dataloader() for t in ts}
+    assert counts == {1: 2, 2: 0, 3: 1}  # objects per image: 2 (one crowd), none, a crowd one
