@@ -10,10 +10,19 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Under pytest-xdist (README's test command runs `-n auto`) each worker gets its share of the
+# cores, so that workers do not oversubscribe them with torch's intra-op threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, torch.get_num_threads() // _WORKERS))
+
 GOLDEN_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "golden"
 
 
 def pytest_collection_modifyitems(config, items):
+    # Slow (end-to-end) tests first: under pytest-xdist they then run beside the many short tests
+    # instead of after them on one worker while the other idles. Stable: order otherwise kept.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if torch.cuda.is_available():
         return
     skip_gpu = pytest.mark.skip(reason="needs a CUDA device (none here)")

@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import pytest
 
+from detzoo.data import ShapesDataModule
 from detzoo.lightning_cli import DetzooCLI
 
 RECIPES = Path(__file__).resolve().parents[2] / "zoo_configs" / "shapes"
@@ -35,9 +36,20 @@ BARS = {
 }
 
 
+NUM_TRAIN, NUM_VAL = 400, 100
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory) -> Path:
+    """One shapes dataset (400 train, 100 val images) for every bar: generating it takes ~45 s."""
+    root = tmp_path_factory.mktemp("shapes")
+    ShapesDataModule(root=root, num_train=NUM_TRAIN, num_val=NUM_VAL).prepare_data()
+    return root
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", sorted(BARS))
-def test_short_shapes_run_reaches_the_bar(recipe, tmp_path, monkeypatch):
+def test_short_shapes_run_reaches_the_bar(recipe, shapes_root, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     bar = BARS[recipe]
     cli = DetzooCLI(
@@ -45,11 +57,11 @@ def test_short_shapes_run_reaches_the_bar(recipe, tmp_path, monkeypatch):
             "--config",
             str(RECIPES / recipe),
             "--data.root",
-            "shapes",
+            str(shapes_root),
             "--data.num_train",
-            "400",
+            str(NUM_TRAIN),
             "--data.num_val",
-            "100",
+            str(NUM_VAL),
             "--model.solver.init_args.max_iters",
             str(bar.steps),
             "--model.solver.init_args.warmup_iters",
