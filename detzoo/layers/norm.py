@@ -24,9 +24,13 @@ class FrozenBatchNorm2d(Recordable, nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features) - eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def scale_and_shift(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-channel affine map this layer is, ``y = x * scale + shift`` (both ``[C]``)."""
         scale = self.weight * (self.running_var + self.eps).rsqrt()
-        bias = self.bias - self.running_mean * scale
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale, bias = self.scale_and_shift()
         shape = (1, -1) + (1,) * (x.dim() - 2)
         # add_ into the fresh product: same values, one feature-map allocation instead of two
         return (x * scale.view(shape).to(x.dtype)).add_(bias.view(shape).to(x.dtype))
