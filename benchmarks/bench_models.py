@@ -15,10 +15,11 @@ Models: Faster R-CNN, RetinaNet, Mask R-CNN and Keypoint R-CNN, all R50-FPN. Cas
 Targets (speed-up over torchvision): 1.3x for Mask R-CNN inference, 1.15x for every other case.
 
 The first call of each side is a warm-up run under ``FlopCounterMode`` (conv/matmul FLOPs; custom
-ops such as ROIAlign and NMS are not counted); then ``--repeats`` interleaved timed runs. The
-machine's dense throughput is sampled before every case and at the end on a 3x3 256->256 conv (the
-FPN/RPN conv) at the P3 size; the best sample turns each FLOP count into the floor it implies:
-FLOPs / throughput. Prints two Markdown tables, ready for RESULTS.md, and the 1-min load average
+ops such as ROIAlign and NMS are not counted; detzoo's Winograd 3x3 convolutions count as the direct
+convolutions they compute); then ``--repeats`` interleaved timed runs. The machine's dense
+throughput is sampled before every case and at the end on a 3x3 256->256 direct (oneDNN)
+convolution (the FPN/RPN conv) at the P3 size; the best sample turns each FLOP count into the floor
+it implies for direct convolution: FLOPs / throughput (Winograd can go below it). Prints two Markdown tables, ready for RESULTS.md, and the 1-min load average
 (other processes on the same cores inflate all times; the interleaved ratios stay fair).
 
 Takes about 5 minutes for Faster R-CNN and RetinaNet on 2 idle cores with the default
@@ -40,7 +41,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count, register_flop_formula
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,6 +59,13 @@ def recording(fn: Callable[[], object], seconds: list[float]) -> Callable[[], ob
         return out
 
     return run
+
+
+@register_flop_formula(torch.ops.aten._nnpack_spatial_convolution)
+def _nnpack_conv_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
+    """detzoo's Winograd (NNPACK) 3x3 convolutions count as the direct convolution they compute,
+    so both sides' FLOPs are the same arithmetic (Winograd does fewer multiplications for it)."""
+    return conv_flop_count(x_shape, w_shape, out_shape)
 
 
 def count_flops(fn: Callable[[], object]) -> int:

@@ -32,7 +32,7 @@ from detzoo.heads.roi_branch import ROIBranch, select_foreground
 from detzoo.heads.roi_heads import StandardROIHeads
 from detzoo.heads.roi_sampling import SampledProposals
 from detzoo.heads.semantic_fpn import SemSegFPNHead
-from detzoo.layers import c2_msra_fill
+from detzoo.layers import Conv2d, c2_msra_fill
 from detzoo.structures.densepose import NUM_FINE_PARTS
 
 #: output keys of the chart predictor, in channel order
@@ -152,7 +152,7 @@ class DensePoseChartHead(ROIBranch):
         self.conv_names = []
         channels = in_channels
         for k in range(1, num_stacked_convs + 1):
-            conv = nn.Conv2d(channels, conv_dims, kernel_size, padding=kernel_size // 2)
+            conv = Conv2d(channels, conv_dims, kernel_size, padding=kernel_size // 2)
             c2_msra_fill(conv)
             self.add_module(f"body_conv_fcn{k}", conv)
             self.conv_names.append(f"body_conv_fcn{k}")

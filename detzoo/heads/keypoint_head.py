@@ -18,7 +18,7 @@ from torch import nn
 from detzoo.heads.poolers import ROIPooler
 from detzoo.heads.roi_branch import ROIBranch, select_foreground
 from detzoo.heads.roi_sampling import SampledProposals
-from detzoo.layers import c2_msra_fill
+from detzoo.layers import Conv2d, c2_msra_fill
 from detzoo.structures.keypoint_heatmaps import heatmaps_to_keypoints, keypoints_to_heatmap
 
 
@@ -162,7 +162,7 @@ class KRCNNConvDeconvUpsampleHead(ROIBranch):
         self.conv_names = []
         channels = in_channels
         for k, dim in enumerate(conv_dims, start=1):
-            conv = nn.Conv2d(channels, dim, kernel_size=3, stride=1, padding=1)
+            conv = Conv2d(channels, dim, kernel_size=3, stride=1, padding=1)
             c2_msra_fill(conv)
             self.add_module(f"conv_fcn{k}", conv)
             self.conv_names.append(f"conv_fcn{k}")

@@ -15,7 +15,7 @@ from detzoo.config import Recordable
 from detzoo.heads.box_coder import BoxCoder
 from detzoo.heads.losses import box_regression_loss
 from detzoo.heads.matcher import Matcher
-from detzoo.layers import get_norm
+from detzoo.layers import Conv2d, get_norm
 from detzoo.ops import batched_nms
 
 
@@ -23,7 +23,7 @@ def _subnet(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
     """``num_convs`` × (3×3 conv [+ norm] + ReLU), as ``cls_subnet``/``bbox_subnet``."""
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers.append(nn.Conv2d(in_channels, in_channels, 3, padding=1))
+        layers.append(Conv2d(in_channels, in_channels, 3, padding=1))
         if norm:
             layers.append(get_norm(norm, in_channels))
         layers.append(nn.ReLU(inplace=True))  # on a fresh conv/norm output: same values
@@ -55,8 +55,8 @@ class RetinaNetHead(Recordable, nn.Module):
         self.num_classes = num_classes
         self.cls_subnet = _subnet(in_channels, num_convs, norm)
         self.bbox_subnet = _subnet(in_channels, num_convs, norm)
-        self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
-        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
+        self.cls_score = Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
+        self.bbox_pred = Conv2d(in_channels, num_anchors * 4, 3, padding=1)
         for module in [*self.cls_subnet, *self.bbox_subnet, self.cls_score, self.bbox_pred]:
             if isinstance(module, nn.Conv2d):
                 nn.init.normal_(module.weight, mean=0.0, std=0.01)

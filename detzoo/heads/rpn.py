@@ -19,6 +19,7 @@ from detzoo.heads.box_coder import BoxCoder
 from detzoo.heads.losses import box_regression_loss
 from detzoo.heads.matcher import Matcher
 from detzoo.heads.sampler import subsample_labels
+from detzoo.layers import Conv2d
 from detzoo.ops import batched_nms
 
 
@@ -30,7 +31,7 @@ class RPNHead(Recordable, nn.Module):
 
     def __init__(self, in_channels: int, num_anchors: int, box_dim: int = 4):
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
+        self.conv = Conv2d(in_channels, in_channels, kernel_size=3, padding=1)
         self.objectness_logits = nn.Conv2d(in_channels, num_anchors, kernel_size=1)
         self.anchor_deltas = nn.Conv2d(in_channels, num_anchors * box_dim, kernel_size=1)
         for layer in (self.conv, self.objectness_logits, self.anchor_deltas):

@@ -2,10 +2,12 @@
 
 import copy
 
+import pytest
 import torch
 from torch import nn
 
 from detzoo.layers import Conv2d, FrozenBatchNorm2d
+from detzoo.layers.conv import WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE
 
 
 def _random_frozen_conv(bias: bool = False, seed: int = 0) -> Conv2d:
@@ -103,3 +105,94 @@ def test_hooks_on_the_norm_still_run():
     assert seen == [torch.Size([1, 5, 4, 4])]
     assert conv._folded is None
     torch.testing.assert_close(y, _unfolded(conv, x), rtol=1e-5, atol=1e-5)
+
+
+# --- NNPACK (Winograd) path for wide 3x3 convolutions without autograd ------------------------
+
+needs_nnpack = pytest.mark.skipif(
+    not torch.backends.nnpack.is_available(), reason="this torch has no NNPACK"
+)
+
+
+@pytest.fixture
+def nnpack_calls(monkeypatch):
+    """Counts the convolutions that went through NNPACK."""
+    calls = []
+    real = torch._nnpack_spatial_convolution
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counting)
+    return calls
+
+
+@needs_nnpack
+def test_wide_3x3_conv_without_autograd_uses_winograd_and_equals_direct(nnpack_calls):
+    torch.manual_seed(0)
+    for bias in (True, False):
+        conv = Conv2d(WINOGRAD_MIN_CHANNELS, 64, 3, padding=1, bias=bias)
+        x = torch.randn(3, WINOGRAD_MIN_CHANNELS, 15, WINOGRAD_MIN_SIDE)
+        with torch.no_grad():
+            got = conv(x)
+            expected = nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
+        torch.testing.assert_close(
+            got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item()
+        )
+    assert len(nnpack_calls) == 2
+
+
+@needs_nnpack
+def test_winograd_also_serves_the_folded_frozen_bn_conv(nnpack_calls):
+    torch.manual_seed(0)
+    norm = FrozenBatchNorm2d(8)
+    norm.running_var.uniform_(0.5, 2.0)
+    norm.running_mean.uniform_(-1.0, 1.0)
+    conv = Conv2d(WINOGRAD_MIN_CHANNELS, 8, 3, padding=1, bias=False, norm=norm)
+    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 16, 16)
+    with torch.inference_mode():
+        got = conv(x)
+    expected = norm(nn.functional.conv2d(x, conv.weight, padding=1)).detach()
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item())
+    assert len(nnpack_calls) == 1
+
+
+@needs_nnpack
+@pytest.mark.parametrize(
+    "case",
+    [
+        "grad",
+        "narrow",
+        "small_map",
+        "stride2",
+        "1x1",
+        "dilated",
+        "autocast",
+        "float64",
+        "channels_last",
+    ],
+)
+def test_winograd_only_where_it_applies(nnpack_calls, case):
+    channels = 32 if case == "narrow" else WINOGRAD_MIN_CHANNELS
+    kwargs = {"stride": 2} if case == "stride2" else {"dilation": 2} if case == "dilated" else {}
+    kernel = 1 if case == "1x1" else 3
+    conv = Conv2d(
+        channels, 8, kernel, padding=(kernel // 2) * (2 if case == "dilated" else 1), **kwargs
+    )
+    side = 7 if case == "small_map" else 16
+    x = torch.randn(2, channels, side, side)
+    if case == "float64":
+        conv, x = conv.double(), x.double()
+    if case == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    if case == "grad":  # training: oneDNN's convolution and its backward (measured faster)
+        conv(x).sum().backward()
+        assert conv.weight.grad is not None
+    elif case == "autocast":
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+            assert conv(x).dtype == torch.bfloat16  # autocast's choice, not a float32 Winograd
+    else:
+        with torch.no_grad():
+            conv(x)
+    assert nnpack_calls == []
