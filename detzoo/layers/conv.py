@@ -92,6 +92,7 @@ class Conv2d(nn.Conv2d):
             and all(p < 3 for p in self.padding)
             and self.in_channels >= WINOGRAD_MIN_CHANNELS
             and x.dim() == 4
+            and x.shape[0] > 0  # NNPACK refuses empty batches (no ROIs)
             and x.is_contiguous()
             and min(x.shape[-2:]) >= WINOGRAD_MIN_SIDE
             and x.device.type == "cpu"

@@ -171,6 +171,7 @@ def test_winograd_also_serves_the_folded_frozen_bn_conv(nnpack_calls):
         "autocast",
         "float64",
         "channels_last",
+        "empty",
     ],
 )
 def test_winograd_only_where_it_applies(nnpack_calls, case):
@@ -181,7 +182,7 @@ def test_winograd_only_where_it_applies(nnpack_calls, case):
         channels, 8, kernel, padding=(kernel // 2) * (2 if case == "dilated" else 1), **kwargs
     )
     side = 7 if case == "small_map" else 16
-    x = torch.randn(2, channels, side, side)
+    x = torch.randn(0 if case == "empty" else 2, channels, side, side)
     if case == "float64":
         conv, x = conv.double(), x.double()
     if case == "channels_last":
@@ -194,5 +195,5 @@ def test_winograd_only_where_it_applies(nnpack_calls, case):
             assert conv(x).dtype == torch.bfloat16  # autocast's choice, not a float32 Winograd
     else:
         with torch.no_grad():
-            conv(x)
+            assert conv(x).shape[:2] == (x.shape[0], 8)
     assert nnpack_calls == []
