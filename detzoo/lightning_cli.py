@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from detzoo.callbacks.memory_reuse import ReuseFreedMemory
 from detzoo.callbacks.progress import TrainingProgress
 from detzoo.models.base import CHECKPOINT_CLASS_PATH_KEY, DetectionModel
 
@@ -29,7 +30,8 @@ SUBCOMMANDS = ("fit", "validate", "test", "predict")
 class DetzooCLI(LightningCLI):
     """LightningCLI for detzoo models; the config of each run is saved beside its logs, and the
     progress bar is :class:`~detzoo.callbacks.TrainingProgress` (loss terms, learning rate, times,
-    ETA) unless the config turns the bar off or names its own.
+    ETA) unless the config turns the bar off or names its own, and every trainer gets
+    :class:`~detzoo.callbacks.ReuseFreedMemory` (faster CPU steps).
 
     Args:
         args: command-line arguments (``sys.argv[1:]`` when None): a subcommand first when
@@ -91,6 +93,8 @@ class DetzooCLI(LightningCLI):
         has_bar = any(isinstance(c, ProgressBar) for c in [*configured, *callbacks])
         if config.get("enable_progress_bar") is not False and not has_bar:
             callbacks = [*callbacks, TrainingProgress()]
+        if not any(isinstance(c, ReuseFreedMemory) for c in [*configured, *callbacks]):
+            callbacks = [*callbacks, ReuseFreedMemory()]
         return super()._instantiate_trainer(config, callbacks)
 
 

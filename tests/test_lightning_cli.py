@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from detzoo.callbacks import TrainingProgress
+from detzoo.callbacks import ReuseFreedMemory, TrainingProgress
 from detzoo.cli import main
 from detzoo.data import ShapesDataModule
 from detzoo.lightning_cli import DetzooCLI
@@ -142,3 +142,11 @@ def test_the_training_progress_bar_is_the_default_unless_turned_off(tmp_path):
     own = ["--trainer.callbacks+", "lightning.pytorch.callbacks.TQDMProgressBar"]
     cli = DetzooCLI([*base, *own], run=False)
     assert type(cli.trainer.progress_bar_callback).__name__ == "TQDMProgressBar"
+
+
+def test_every_trainer_reuses_freed_cpu_memory_once(tmp_path):
+    base = ["--config", str(SHAPES_RECIPE), "--data.root", str(tmp_path)]
+    for extra in ([], ["--trainer.callbacks+", "detzoo.callbacks.ReuseFreedMemory"]):
+        cli = DetzooCLI([*base, *extra], run=False)
+        reuse = [c for c in cli.trainer.callbacks if isinstance(c, ReuseFreedMemory)]
+        assert len(reuse) == 1
