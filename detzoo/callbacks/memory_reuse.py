@@ -6,10 +6,11 @@ glibc's ``malloc`` serves large blocks (above a threshold that starts at 128 KiB
 ROI batches and their gradients are such blocks, allocated and freed again at every step, so each
 is faulted in page by page (4 KiB at a time) on every step. On the 2-core machine of
 benchmarks/RESULTS.md ("CPU memory reuse") a ReLU with a fresh 36 MB output takes ~27 ms against
-~5 ms once freed memory is reused, and a shapes Panoptic FPN training step incurs ~80,000 page
-faults against ~7,000. With ``mmap`` off for ``malloc`` and the heap never trimmed, freed blocks
-are reused without page faults (after the first few have grown the heap); the price is that the
-process keeps its peak memory until it exits.
+~5 ms once freed memory is reused, and a shapes Panoptic FPN training step incurs ~90,000 page
+faults against ~9,000 and takes ~10% longer (1.75 s against 1.57 s). With ``mmap`` off for
+``malloc`` and the heap never trimmed, freed blocks are reused without page faults (after the
+first few have grown the heap); the price is that the process keeps its peak memory until it
+exits.
 """
 
 from __future__ import annotations
