@@ -5,6 +5,12 @@ A zoo config is a LightningCLI YAML (``model``/``data``/``trainer`` sections wit
 subclass) and any ``LightningDataModule`` can be named in it, and every value can be overridden on
 the command line (``--trainer.max_epochs 3``, ``--data.root datasets/shapes``). The model brings its
 own optimiser and schedule (its ``solver``), so ``--optimizer``/``--lr_scheduler`` are not offered.
+
+With ``--ckpt_path``, the model is configured from the checkpoint's recorded hyper-parameters
+(they override the config file's, as in Lightning), and then from the ``--model...`` arguments
+typed on the command line, which override both: ``detzoo validate --config recipe.yaml --ckpt_path
+run.ckpt --model.init_args.instances_score_thresh 0.5`` evaluates the checkpoint with that merge
+threshold.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from detzoo.callbacks.memory_reuse import ReuseFreedMemory
 from detzoo.callbacks.progress import TrainingProgress
@@ -57,16 +63,34 @@ class DetzooCLI(LightningCLI):
             run=run,
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
+        """Parse as LightningCLI does, remembering the command-line tokens (for
+        :meth:`_parse_ckpt_path`)."""
+        tokens = sys.argv[1:] if args is None else args
+        self._command_line = list(tokens) if isinstance(tokens, (list, tuple)) else []
+        super().parse_arguments(parser, args)
+
     def _parse_ckpt_path(self) -> None:
-        """With ``--ckpt_path``, Lightning puts the checkpoint's hyper-parameters into the model's
-        config as the init args of whatever class the config names, which fails for the nested
-        ``class_path``/``init_args`` specs detzoo models record. A detzoo checkpoint names its
-        class (:data:`~detzoo.models.base.CHECKPOINT_CLASS_PATH_KEY`): the model is configured as
-        that class with the recorded init args (as in Lightning, they override the config's)."""
+        """Configure the model from ``--ckpt_path``'s recorded hyper-parameters, then from the
+        command line's ``--model...`` arguments (they win over the checkpoint's)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
+        self._configure_from_checkpoint(subcommand, ckpt_path)
+        tokens = getattr(self, "_command_line", [])
+        if subcommand in tokens:
+            tokens = tokens[tokens.index(subcommand) + 1 :]
+        overrides = model_arguments(tokens)
+        if overrides:
+            self.config = self.parser.parse_args([subcommand, *overrides], namespace=self.config)
+
+    def _configure_from_checkpoint(self, subcommand: str, ckpt_path: str) -> None:
+        """Lightning puts a checkpoint's hyper-parameters into the model's config as the init
+        args of whatever class the config names, which fails for the nested
+        ``class_path``/``init_args`` specs detzoo models record. A detzoo checkpoint names its
+        class (:data:`~detzoo.models.base.CHECKPOINT_CLASS_PATH_KEY`): the model is configured as
+        that class with the recorded init args (as in Lightning, they override the config's)."""
         checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         class_path = checkpoint.get(CHECKPOINT_CLASS_PATH_KEY)
         if class_path is None:  # not written by a recorded detzoo model
@@ -96,6 +120,21 @@ class DetzooCLI(LightningCLI):
         if not any(isinstance(c, ReuseFreedMemory) for c in [*configured, *callbacks]):
             callbacks = [*callbacks, ReuseFreedMemory()]
         return super()._instantiate_trainer(config, callbacks)
+
+
+def model_arguments(tokens: Sequence[str]) -> list[str]:
+    """The ``--model`` / ``--model.<key>`` options among command-line ``tokens``, each with its
+    value(s) (the tokens up to the next ``--`` option), in order; e.g. ``["--data.root", "d",
+    "--model.init_args.x", "1"]`` gives ``["--model.init_args.x", "1"]``."""
+    kept: list[str] = []
+    keep = False
+    for token in tokens:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            keep = name == "model" or name.startswith("model.")
+        if keep:
+            kept.append(token)
+    return kept
 
 
 def run_lightning(subcommand: str, argv: Sequence[str]) -> int:

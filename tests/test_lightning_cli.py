@@ -9,8 +9,9 @@ import torch
 from detzoo.callbacks import ReuseFreedMemory, TrainingProgress
 from detzoo.cli import main
 from detzoo.data import ShapesDataModule
-from detzoo.lightning_cli import DetzooCLI
+from detzoo.lightning_cli import DetzooCLI, model_arguments
 from detzoo.models import DetectionModel, FasterRCNN
+from detzoo.models.base import CHECKPOINT_CLASS_PATH_KEY
 
 CONFIGS = Path(__file__).resolve().parents[1] / "zoo_configs"
 SHAPES_RECIPE = CONFIGS / "shapes" / "faster_rcnn_R18_FPN.yaml"
@@ -150,3 +151,38 @@ def test_every_trainer_reuses_freed_cpu_memory_once(tmp_path):
         cli = DetzooCLI([*base, *extra], run=False)
         reuse = [c for c in cli.trainer.callbacks if isinstance(c, ReuseFreedMemory)]
         assert len(reuse) == 1
+
+
+def test_model_arguments_are_the_model_options_with_their_values():
+    tokens = ["--config", "r.yaml", "--model.init_args.score_thresh", "0.3", "--data.root", "d"]
+    tokens += ["--model.init_args.pixel_mean=[1,2,3]", "--modelx", "1", "--model", "FasterRCNN"]
+    tokens += ["--trainer.max_steps", "-1"]
+    assert model_arguments(tokens) == [
+        "--model.init_args.score_thresh",
+        "0.3",
+        "--model.init_args.pixel_mean=[1,2,3]",
+        "--model",
+        "FasterRCNN",
+    ]
+
+
+def test_command_line_model_arguments_override_the_checkpoints(tmp_path, monkeypatch):
+    """With --ckpt_path the recorded hyper-parameters replace the config file's, and the
+    command line's --model arguments replace both."""
+    base = ["--config", str(SHAPES_RECIPE), "--data.root", str(tmp_path)]
+    model = DetzooCLI(base, run=False).model
+    hparams = dict(model.hparams)
+    hparams["nms_thresh"] = 0.6  # the recipe says 0.5
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": hparams,
+        CHECKPOINT_CLASS_PATH_KEY: "detzoo.models.FasterRCNN",
+    }
+    torch.save(checkpoint, tmp_path / "run.ckpt")
+    monkeypatch.setattr(DetzooCLI, "_run_subcommand", lambda self, subcommand: None)
+    validate = ["validate", *base, "--ckpt_path", str(tmp_path / "run.ckpt")]
+    cli = DetzooCLI(validate)
+    assert (cli.model.hparams["nms_thresh"], cli.model.hparams["score_thresh"]) == (0.6, 0.05)
+    cli = DetzooCLI([*validate, "--model.init_args.score_thresh", "0.3"])
+    assert (cli.model.hparams["nms_thresh"], cli.model.hparams["score_thresh"]) == (0.6, 0.3)
+    assert cli.model.roi_heads.box_predictor.score_thresh == 0.3
