@@ -41,9 +41,9 @@ class TrainingClock(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.budget_minutes is None or self._since is None:
             return
-        if self._trained + time.perf_counter() - self._since >= 60 * self.budget_minutes:
-            self._trained += time.perf_counter() - self._since
-            self._since = None
+        trained = self._trained + time.perf_counter() - self._since
+        if trained >= 60 * self.budget_minutes:
+            self._trained, self._since = trained, None
             trainer.should_stop = True
 
     def on_validation_start(self, trainer, pl_module) -> None:

@@ -78,7 +78,7 @@ class DetzooCLI(LightningCLI):
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         self._configure_from_checkpoint(subcommand, ckpt_path)
-        tokens = getattr(self, "_command_line", [])
+        tokens = self._command_line
         if subcommand in tokens:
             tokens = tokens[tokens.index(subcommand) + 1 :]
         overrides = model_arguments(tokens)
