@@ -3,24 +3,11 @@ parameters are named ``<conv>.weight`` and ``<conv>.norm.*`` as in Detectron2 ch
 
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
 from detzoo.layers.norm import FrozenBatchNorm2d
-
-# NNPACK's Winograd 3x3 convolution beats oneDNN's direct one on CPU from this many input
-# channels and this feature-map side on (benchmarks/RESULTS.md: 2-3x at 256-512 channels on 14x14
-# ROIs and FPN levels; slower on 64 channels or 7x7 maps)
-WINOGRAD_MIN_CHANNELS = 128
-WINOGRAD_MIN_SIDE = 14
-
-
-@functools.cache
-def _nnpack_ready() -> bool:
-    """Whether torch has NNPACK; the first query also initialises it (needed before any call)."""
-    return torch.backends.nnpack.is_available()
+from detzoo.layers.winograd import nnpack_ready, winograd_conv2d, winograd_plan
 
 
 def _no_autograd(*tensors: torch.Tensor | None) -> bool:
@@ -45,10 +32,10 @@ class Conv2d(nn.Conv2d):
     or by ``.to()``); it is never saved in the state dict. A norm with forward hooks runs as its
     own module, so the hooks see its input and output.
 
-    Without autograd on CPU, a float32 3×3 stride-1 convolution with at least
-    ``WINOGRAD_MIN_CHANNELS`` input channels on maps of at least ``WINOGRAD_MIN_SIDE`` pixels a side
-    runs through torch's NNPACK backend (Winograd): the same convolution, 2-3× faster there than
-    oneDNN's, rounding different at ~1e-5 of the output's magnitude.
+    On CPU, a float32 3×3 stride-1 convolution runs through torch's NNPACK backend (Winograd)
+    where :func:`~detzoo.layers.winograd.winograd_plan` finds it faster than oneDNN's (wide
+    convolutions on large maps, or on many ROIs), forward and, in training, backward: the same
+    convolution, ~2× faster there, rounding different at ~1e-5 of the output's magnitude.
     """
 
     def __init__(
@@ -79,10 +66,10 @@ class Conv2d(nn.Conv2d):
             and not _traced()
         )
 
-    def _winograd_applies(
+    def _winograd_plan(
         self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
-    ) -> bool:
-        return (
+    ) -> str | None:
+        applies = (
             self.kernel_size == (3, 3)
             and self.stride == (1, 1)
             and self.dilation == (1, 1)
@@ -90,25 +77,23 @@ class Conv2d(nn.Conv2d):
             and self.padding_mode == "zeros"
             and isinstance(self.padding, tuple)
             and all(p < 3 for p in self.padding)
-            and self.in_channels >= WINOGRAD_MIN_CHANNELS
             and x.dim() == 4
-            and x.shape[0] > 0  # NNPACK refuses empty batches (no ROIs)
             and x.is_contiguous()
-            and min(x.shape[-2:]) >= WINOGRAD_MIN_SIDE
             and x.device.type == "cpu"
             and x.dtype == weight.dtype == torch.float32
             and (bias is None or bias.dtype == torch.float32)
             and not torch.is_autocast_enabled("cpu")
-            and _no_autograd(x, weight, bias)
             and not _traced()
-            and _nnpack_ready()
+            and nnpack_ready()
         )
+        return winograd_plan(x) if applies else None
 
     def _conv_forward(
         self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     ) -> torch.Tensor:
-        if self._winograd_applies(input, weight, bias):
-            return torch._nnpack_spatial_convolution(input, weight, bias, list(self.padding))
+        plan = self._winograd_plan(input, weight, bias)
+        if plan is not None:
+            return winograd_conv2d(input, weight, bias, list(self.padding), plan)
         return super()._conv_forward(input, weight, bias)
 
     def _sources(self) -> list[torch.Tensor]:

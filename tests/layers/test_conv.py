@@ -7,7 +7,12 @@ import torch
 from torch import nn
 
 from detzoo.layers import Conv2d, FrozenBatchNorm2d
-from detzoo.layers.conv import WINOGRAD_MIN_CHANNELS, WINOGRAD_MIN_SIDE
+from detzoo.layers.winograd import (
+    BATCHED_MIN_IMAGES,
+    BATCHED_MIN_SIDE,
+    PER_IMAGE_MIN_SIDE,
+    WINOGRAD_MIN_CHANNELS,
+)
 
 
 def _random_frozen_conv(bias: bool = False, seed: int = 0) -> Conv2d:
@@ -107,7 +112,7 @@ def test_hooks_on_the_norm_still_run():
     torch.testing.assert_close(y, _unfolded(conv, x), rtol=1e-5, atol=1e-5)
 
 
-# --- NNPACK (Winograd) path for wide 3x3 convolutions without autograd ------------------------
+# --- NNPACK (Winograd) path for wide 3x3 convolutions ----------------------------------------
 
 needs_nnpack = pytest.mark.skipif(
     not torch.backends.nnpack.is_available(), reason="this torch has no NNPACK"
@@ -116,31 +121,40 @@ needs_nnpack = pytest.mark.skipif(
 
 @pytest.fixture
 def nnpack_calls(monkeypatch):
-    """Counts the convolutions that went through NNPACK."""
+    """The input shapes of the convolutions that went through NNPACK."""
     calls = []
     real = torch._nnpack_spatial_convolution
 
     def counting(*args, **kwargs):
-        calls.append(args[0].shape)
+        calls.append(tuple(args[0].shape))
         return real(*args, **kwargs)
 
     monkeypatch.setattr(torch, "_nnpack_spatial_convolution", counting)
     return calls
 
 
+# (images, height, width) of a map NNPACK takes one image at a time, and of a ROI batch it takes
+# whole
+LARGE_MAPS = (2, PER_IMAGE_MIN_SIDE, PER_IMAGE_MIN_SIDE + 3)
+ROI_BATCH = (BATCHED_MIN_IMAGES, BATCHED_MIN_SIDE, BATCHED_MIN_SIDE + 1)
+
+
 @needs_nnpack
-def test_wide_3x3_conv_without_autograd_uses_winograd_and_equals_direct(nnpack_calls):
+@pytest.mark.parametrize("shape", [LARGE_MAPS, ROI_BATCH], ids=["per_image", "batched"])
+def test_wide_3x3_conv_without_autograd_uses_winograd_and_equals_direct(nnpack_calls, shape):
     torch.manual_seed(0)
+    n, h, w = shape
     for bias in (True, False):
-        conv = Conv2d(WINOGRAD_MIN_CHANNELS, 64, 3, padding=1, bias=bias)
-        x = torch.randn(3, WINOGRAD_MIN_CHANNELS, 15, WINOGRAD_MIN_SIDE)
+        conv = Conv2d(WINOGRAD_MIN_CHANNELS, 16, 3, padding=1, bias=bias)
+        x = torch.randn(n, WINOGRAD_MIN_CHANNELS, h, w)
         with torch.no_grad():
             got = conv(x)
             expected = nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
         torch.testing.assert_close(
             got, expected, rtol=1e-4, atol=1e-4 * expected.abs().max().item()
         )
-    assert len(nnpack_calls) == 2
+    per_call = (1, WINOGRAD_MIN_CHANNELS, h, w) if shape == LARGE_MAPS else x.shape
+    assert nnpack_calls == [per_call] * (2 * n if shape == LARGE_MAPS else 2)
 
 
 @needs_nnpack
@@ -150,7 +164,7 @@ def test_winograd_also_serves_the_folded_frozen_bn_conv(nnpack_calls):
     norm.running_var.uniform_(0.5, 2.0)
     norm.running_mean.uniform_(-1.0, 1.0)
     conv = Conv2d(WINOGRAD_MIN_CHANNELS, 8, 3, padding=1, bias=False, norm=norm)
-    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, 16, 16)
+    x = torch.randn(1, WINOGRAD_MIN_CHANNELS, PER_IMAGE_MIN_SIDE, PER_IMAGE_MIN_SIDE)
     with torch.inference_mode():
         got = conv(x)
     expected = norm(nn.functional.conv2d(x, conv.weight, padding=1)).detach()
@@ -159,12 +173,39 @@ def test_winograd_also_serves_the_folded_frozen_bn_conv(nnpack_calls):
 
 
 @needs_nnpack
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("out_channels", [WINOGRAD_MIN_CHANNELS, 8])
+def test_winograd_training_gradients_equal_direct(nnpack_calls, padding, out_channels):
+    """In training the forward and the input gradient (where the output gradient is itself wide
+    enough) run through NNPACK; every gradient equals the direct convolution's."""
+    torch.manual_seed(0)
+    n, h, w = LARGE_MAPS
+    conv = Conv2d(WINOGRAD_MIN_CHANNELS, out_channels, 3, padding=padding)
+    x = torch.randn(n, WINOGRAD_MIN_CHANNELS, h, w, requires_grad=True)
+    got = conv(x)
+    grad_out = torch.randn_like(got)
+    got.backward(grad_out)
+    got_grads = [t.grad.clone() for t in (x, conv.weight, conv.bias)]
+    for t in (x, conv.weight, conv.bias):
+        t.grad = None
+    expected = nn.functional.conv2d(x, conv.weight, conv.bias, padding=padding)
+    expected.backward(grad_out)
+    for a, b in zip([got, *got_grads], [expected, x.grad, conv.weight.grad, conv.bias.grad]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
+    # the forward per image; the input gradient per image only from a wide output gradient
+    # (whose maps are smaller than the input's by 2 - 2 * padding)
+    backward_side = min(h, w) + 2 * padding - 2
+    wide_backward = out_channels >= WINOGRAD_MIN_CHANNELS and backward_side >= PER_IMAGE_MIN_SIDE
+    assert len(nnpack_calls) == n * (2 if wide_backward else 1)
+
+
+@needs_nnpack
 @pytest.mark.parametrize(
     "case",
     [
-        "grad",
         "narrow",
         "small_map",
+        "mid_map_few_images",
         "stride2",
         "1x1",
         "dilated",
@@ -181,16 +222,15 @@ def test_winograd_only_where_it_applies(nnpack_calls, case):
     conv = Conv2d(
         channels, 8, kernel, padding=(kernel // 2) * (2 if case == "dilated" else 1), **kwargs
     )
-    side = 7 if case == "small_map" else 16
+    side = {"small_map": 7, "mid_map_few_images": PER_IMAGE_MIN_SIDE - 1}.get(
+        case, PER_IMAGE_MIN_SIDE
+    )
     x = torch.randn(0 if case == "empty" else 2, channels, side, side)
     if case == "float64":
         conv, x = conv.double(), x.double()
     if case == "channels_last":
         x = x.to(memory_format=torch.channels_last)
-    if case == "grad":  # training: oneDNN's convolution and its backward (measured faster)
-        conv(x).sum().backward()
-        assert conv.weight.grad is not None
-    elif case == "autocast":
+    if case == "autocast":
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             assert conv(x).dtype == torch.bfloat16  # autocast's choice, not a float32 Winograd
     else:
