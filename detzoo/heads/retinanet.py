@@ -7,12 +7,12 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_iou, sigmoid_focal_loss
+from torchvision.ops import box_iou
 
 from detzoo.config import Recordable
 from detzoo.heads.box_coder import BoxCoder
+from detzoo.heads.focal_loss import sigmoid_focal_loss_sum
 from detzoo.heads.losses import box_regression_loss
 from detzoo.heads.matcher import Matcher
 from detzoo.layers import Conv2d, get_norm
@@ -153,15 +153,16 @@ class RetinaNetOutputs(Recordable, nn.Module):
         by the EMA of the foreground count. ``anchors`` ``[R, 4]``, ``logits`` ``[N, R, K]``,
         ``deltas`` ``[N, R, 4]``."""
         labels, matched = self.label_anchors(anchors, gt_boxes, gt_labels)
-        valid = labels >= 0
-        pos = valid & (labels != self.num_classes)
+        pos = (labels >= 0) & (labels != self.num_classes)
         if self.training:
             num_pos = max(int(pos.sum()), 1)
             self.loss_normalizer.mul_(0.9).add_(0.1 * num_pos)
         normalizer = self.loss_normalizer
-        target = F.one_hot(labels[valid], num_classes=self.num_classes + 1)[:, :-1].to(logits.dtype)
-        loss_cls = sigmoid_focal_loss(
-            logits[valid], target, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="sum"
+        loss_cls = sigmoid_focal_loss_sum(
+            logits.reshape(-1, self.num_classes),
+            labels.reshape(-1),
+            alpha=self.focal_alpha,
+            gamma=self.focal_gamma,
         )
         loss_box = box_regression_loss(
             self.box_coder,
