@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-BLOCK_ROWS = 2048  # rows (anchors) per block: 2048 × 80 classes × 4 bytes = 640 KiB
+BLOCK_ELEMENTS = 2048 * 80  # (anchor, class) pairs per block: 2,048 COCO anchors, 640 KiB
 
 
 def _alphas(alpha: float) -> tuple[float, float]:
@@ -66,13 +66,18 @@ def _block_grad(x: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: floa
     return grad
 
 
+def _block_rows(logits: torch.Tensor) -> int:
+    return max(1, BLOCK_ELEMENTS // max(1, logits.shape[1]))
+
+
 class _SigmoidFocalLossSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits, labels, alpha, gamma):
         ctx.save_for_backward(logits, labels)
         ctx.alpha, ctx.gamma = alpha, gamma
         total = logits.new_zeros((), dtype=torch.float32)
-        for x, lab in zip(logits.split(BLOCK_ROWS), labels.split(BLOCK_ROWS)):
+        rows = _block_rows(logits)
+        for x, lab in zip(logits.split(rows), labels.split(rows)):
             total += _block_loss(x.float(), lab, alpha, gamma)
         return total
 
@@ -82,9 +87,8 @@ class _SigmoidFocalLossSum(torch.autograd.Function):
         logits, labels = ctx.saved_tensors
         grad = torch.empty_like(logits)
         scale = grad_total.float()
-        for x, lab, out in zip(
-            logits.split(BLOCK_ROWS), labels.split(BLOCK_ROWS), grad.split(BLOCK_ROWS)
-        ):
+        rows = _block_rows(logits)
+        for x, lab, out in zip(logits.split(rows), labels.split(rows), grad.split(rows)):
             out.copy_(_block_grad(x.float(), lab, ctx.alpha, ctx.gamma).mul_(scale))
         return grad, None, None, None
 

@@ -32,7 +32,7 @@ def test_by_hand():
 
 @pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (-1.0, 0.0), (0.5, 1.5), (0.25, 0.0)])
 def test_equals_torchvision_value_and_gradient_across_blocks(monkeypatch, alpha, gamma):
-    monkeypatch.setattr(focal_loss, "BLOCK_ROWS", 64)  # many blocks, a ragged last one
+    monkeypatch.setattr(focal_loss, "BLOCK_ELEMENTS", 64 * 7)  # 64 rows: a ragged last block
     torch.manual_seed(0)
     num_classes = 7
     logits = (4 * torch.randn(1000, num_classes)).requires_grad_()
