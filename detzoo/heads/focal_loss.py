@@ -28,6 +28,12 @@ def _alphas(alpha: float) -> tuple[float, float]:
     return (alpha, 1.0 - alpha) if alpha >= 0 else (1.0, 1.0)
 
 
+def _foreground(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, class) of each foreground anchor's true class in a block: its one positive pair."""
+    rows = ((labels >= 0) & (labels < num_classes)).nonzero().squeeze(1)
+    return rows, labels[rows]
+
+
 def _block_loss(x: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
     """Summed loss of one block: ``x`` ``[B, K]`` float32, ``labels`` ``[B]`` in ``[-1, K]``."""
     pos_w, neg_w = _alphas(alpha)
@@ -36,14 +42,10 @@ def _block_loss(x: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: floa
     neg = p.pow_(gamma).mul_(F.softplus(x))
     neg[labels < 0] = 0.0  # ignored anchors
     total = neg_w * neg.sum()
-    rows = (labels >= 0) & (labels < x.shape[1])
-    if rows.any():  # the true class of each foreground anchor: a positive instead
-        r = rows.nonzero().squeeze(1)
-        xt = x[r, labels[r]]
-        pt = torch.sigmoid(xt)
-        pos = (1 - pt).pow(gamma) * F.softplus(-xt)
-        total = total + pos_w * pos.sum() - neg_w * neg[r, labels[r]].sum()
-    return total
+    r, c = _foreground(labels, x.shape[1])  # these pairs are positives instead
+    xt = x[r, c]
+    pos = (1 - torch.sigmoid(xt)).pow(gamma) * F.softplus(-xt)
+    return total + pos_w * pos.sum() - neg_w * neg[r, c].sum()
 
 
 def _block_grad(x: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: float) -> torch.Tensor:
@@ -57,12 +59,9 @@ def _block_grad(x: torch.Tensor, labels: torch.Tensor, alpha: float, gamma: floa
     q = 1 - p
     grad = q.mul(gamma).mul_(F.softplus(x)).add_(p).mul_(p.pow(gamma)).mul_(neg_w)
     grad[labels < 0] = 0.0
-    rows = (labels >= 0) & (labels < x.shape[1])
-    if rows.any():
-        r = rows.nonzero().squeeze(1)
-        c = labels[r]
-        pt, qt = p[r, c], q[r, c]
-        grad[r, c] = -pos_w * qt.pow(gamma) * (gamma * pt * F.softplus(-x[r, c]) + qt)
+    r, c = _foreground(labels, x.shape[1])
+    pt, qt = p[r, c], q[r, c]
+    grad[r, c] = -pos_w * qt.pow(gamma) * (gamma * pt * F.softplus(-x[r, c]) + qt)
     return grad
 
 
