@@ -40,8 +40,9 @@ BARS = {
     # DensePose AP is ~0 this early (charts score only once boxes are good), so the bar holds the
     # box branch trained beside the chart losses
     "densepose_rcnn_R18_FPN.yaml": Bar(150, {"val/bbox/AP": 0.025}),
-    # measured 2026-12-02: box AP 0.042 (~3.5 minutes on a 0.45 s/step machine)
-    "retinanet_R18_FPN.yaml": Bar(400, {"val/bbox/AP": 0.015}),
+    # measured 2026-12-02 with 2 head convs and focal gamma 1: box AP 0.056 (~2 minutes at
+    # 0.27 s/step; 0.042 with 4 convs and gamma 2)
+    "retinanet_R18_FPN.yaml": Bar(400, {"val/bbox/AP": 0.02}),
 }
 
 
