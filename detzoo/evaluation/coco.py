@@ -1,46 +1,57 @@
-"""COCO box and mask AP, through torchmetrics' ``MeanAveragePrecision`` (pycocotools or faster-coco-eval)."""
+"""COCO box and mask AP: pycocotools' (or faster-coco-eval's) ``COCOeval`` on detzoo's dicts.
+
+The per-image dicts are turned into the COCO json records Detectron2's evaluator writes and
+``COCOeval`` runs on them with its own float64 thresholds, so the numbers are pycocotools' to the
+last bit (torchmetrics' ``MeanAveragePrecision`` was used before: its float32 thresholds and float32
+results moved AP by up to 4e-3 where recall lands on a threshold).
+"""
 
 import math
-import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import torch
+import numpy as np
+import pycocotools.mask as mask_util
 from torch import Tensor
-from torchmetrics.detection import MeanAveragePrecision
 
+from detzoo.evaluation.coco_format import (
+    Backend,
+    encode_masks,
+    prediction_records,
+    run_cocoeval,
+    to_numpy,
+    xyxy_to_xywh,
+)
 from detzoo.evaluation.distributed import all_gather_list
 
 IouType = Literal["bbox", "segm"]
-Backend = Literal["pycocotools", "faster_coco_eval"]
 
-# torchmetrics summary key -> Detectron2 key suffix
-_SUMMARY_KEYS = {
-    "map": "AP",
-    "map_50": "AP50",
-    "map_75": "AP75",
-    "map_small": "APs",
-    "map_medium": "APm",
-    "map_large": "APl",
-}
-
-
-def _to_torchmetrics(
-    item: dict[str, Any], keys: Sequence[str], with_masks: bool
-) -> dict[str, Tensor]:
-    out = {k: item[k].detach().cpu() for k in keys if k in item}
-    if with_masks:
-        out["masks"] = item["masks"].detach().cpu().to(torch.uint8)  # pycocotools encodes uint8
-    return out
+# COCOeval.stats in its order, under Detectron2's key suffixes (AR: at 1/10/100 detections)
+COCO_STAT_KEYS = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
 
 
 class CocoEvaluator:
     """COCO-style detection (``bbox``) and instance segmentation (``segm``) AP.
 
-    Wraps ``torchmetrics.detection.MeanAveragePrecision`` with ``iscrowd`` and the annotation
-    ``area`` passed through, so results equal pycocotools' ``COCOeval`` run on the original
-    annotation json. Returns Detectron2's key names, ``"<iou_type>/AP"``, ``/AP50``, ``/AP75``,
-    ``/APs``, ``/APm``, ``/APl`` and, when ``class_names`` is given, ``/AP-<name>`` per class.
+    Runs ``COCOeval`` (pycocotools' or faster-coco-eval's) on the records Detectron2 would write,
+    with ``iscrowd`` and the annotation ``area`` passed through, so results equal COCOeval run on
+    the original annotation json and the results file, stat for stat. Returns Detectron2's
+    key names, ``"<iou_type>/AP"``, ``/AP50``, ``/AP75``, ``/APs``, ``/APm``, ``/APl``, the
+    recalls ``/AR1``, ``/AR10``, ``/AR100``, ``/ARs``, ``/ARm``, ``/ARl`` (COCOeval's 12 stats in
+    its order) and, when ``class_names`` is given, ``/AP-<name>`` per class.
 
     Values are fractions in ``[0, 1]`` (Detectron2 reports them ×100); ``nan`` where COCOeval
     reports -1 (no ground truth in that category or area range).
@@ -50,7 +61,7 @@ class CocoEvaluator:
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (same numbers, the latter faster).
         class_names: names of the contiguous labels ``0..C-1``; enables per-class AP.
 
-    Inputs to :meth:`update`, one dict per image (torchmetrics' format):
+    Inputs to :meth:`update`, one dict per image:
         preds: ``boxes`` float ``[N, 4]`` XYXY pixels, ``scores`` float ``[N]``, ``labels``
             int64 ``[N]``, and for ``segm`` ``masks`` bool ``[N, H, W]``.
         targets: ``boxes`` float ``[M, 4]`` XYXY pixels, ``labels`` int64 ``[M]``, optional
@@ -80,23 +91,8 @@ class CocoEvaluator:
         self.iou_types = iou_types
         self.class_names = list(class_names) if class_names is not None else None
         self.backend = backend
-        # torchmetrics drops images without ground-truth masks when evaluating "segm" alone (so
-        # their false positives vanish); with "bbox" alongside, every image is kept.
-        self._tm_iou_types: tuple[IouType, ...] = (
-            ("bbox", "segm") if "segm" in iou_types else ("bbox",)
-        )
-        self.metric = self._new_metric()
-
-    def _new_metric(self) -> MeanAveragePrecision:
-        # Gathering is done in compute() (one all_gather_object for all states, uneven ranks
-        # allowed), so torchmetrics' own per-tensor sync is switched off.
-        return MeanAveragePrecision(
-            box_format="xyxy",
-            iou_type=self._tm_iou_types,
-            backend=self.backend,
-            class_metrics=self.class_names is not None,
-            sync_on_compute=False,
-        )
+        # per image: (prediction, ground truth), numpy and RLE, as update() stores them
+        self._images: list[tuple[dict[str, Any], dict[str, Any]]] = []
 
     def update(self, preds: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> None:
         """Add a batch of images; see the class docstring for the dict contents."""
@@ -109,44 +105,110 @@ class CocoEvaluator:
                     raise ValueError(
                         f"iou_type 'segm' needs 'masks' in every {name}; image {i} has none"
                     )
-        pred_keys = ("boxes", "scores", "labels")  # boxes even for "segm": see _tm_iou_types
-        tm_preds = [_to_torchmetrics(p, pred_keys, wants_masks) for p in preds]
-        target_keys = ("boxes", "labels", "iscrowd", "area")
-        tm_targets = [_to_torchmetrics(t, target_keys, wants_masks) for t in targets]
-        self.metric.update(tm_preds, tm_targets)
+        for pred, target in zip(preds, targets):
+            self._images.append(
+                (self._prediction(pred, wants_masks), self._target(target, wants_masks))
+            )
+
+    @staticmethod
+    def _prediction(pred: dict[str, Tensor], with_masks: bool) -> dict[str, Any]:
+        out = {k: to_numpy(pred[k]) for k in ("boxes", "scores", "labels")}
+        if with_masks:
+            out["rles"] = encode_masks(pred["masks"])
+        return out
+
+    @staticmethod
+    def _target(target: dict[str, Tensor], with_masks: bool) -> dict[str, Any]:
+        boxes = xyxy_to_xywh(target["boxes"])
+        count = len(boxes)
+        out: dict[str, Any] = {
+            "boxes": boxes,
+            "labels": to_numpy(target["labels"]).astype(np.int64),
+            "iscrowd": to_numpy(target.get("iscrowd", np.zeros(count))).astype(np.int64),
+            # COCO's annotated area; where absent or 0, the box's (bbox) or the mask's (segm)
+            "area": to_numpy(target.get("area", np.zeros(count))).astype(np.float64),
+        }
+        if with_masks:
+            out["rles"] = encode_masks(target["masks"])
+            out["size"] = tuple(target["masks"].shape[-2:])  # (H, W), for COCOeval's annToRLE
+        return out
 
     def compute(self) -> dict[str, float]:
         """AP over every image seen on every rank, keyed ``"<iou_type>/AP"`` etc. (see class docstring)."""
-        # Evaluate on a fresh metric filled with every rank's images: the local state stays as it
-        # was (more updates may follow) and torchmetrics' compute() cache cannot go stale.
-        metric = self._new_metric()
-        for name, value in self.metric.metric_state.items():
-            setattr(metric, name, all_gather_list(value))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
-            return self._results(metric.compute())
+        images = all_gather_list(self._images)
+        results: dict[str, float] = {}
+        for iou_type in self.iou_types:
+            ground_truth = _ground_truth_json(images, iou_type)
+            detections = [
+                record
+                for image_id, (pred, _) in enumerate(images)
+                for record in prediction_records(pred, image_id, fields=("segmentation",))
+            ]
+            coco_eval = run_cocoeval(ground_truth, detections, iou_type, self.backend)
+            for key, value in zip(COCO_STAT_KEYS, coco_eval.stats):
+                results[f"{iou_type}/{key}"] = _nan_if_negative(float(value))
+            if self.class_names is not None:
+                results.update(self._per_class_ap(coco_eval, iou_type))
+        return results
+
+    def _per_class_ap(self, coco_eval: Any, iou_type: str) -> dict[str, float]:
+        """AP of each class over IoU 0.50:0.95, all areas, 100 detections (Detectron2's way)."""
+        precision = coco_eval.eval["precision"]  # [T, R, K, A, M], K in params.catIds order
+        index = {int(c): k for k, c in enumerate(coco_eval.params.catIds)}
+        out = {}
+        for label, name in enumerate(self.class_names or []):
+            values = precision[:, :, index[label], 0, -1] if label in index else np.empty(0)
+            values = values[values > -1]
+            out[f"{iou_type}/AP-{name}"] = float(values.mean()) if values.size else math.nan
+        return out
 
     def reset(self) -> None:
         """Forget all images."""
-        self.metric.reset()
+        self._images = []
 
-    def _results(self, raw: dict[str, Tensor]) -> dict[str, float]:
-        results: dict[str, float] = {}
-        for iou_type in self.iou_types:
-            prefix = f"{iou_type}_" if len(self._tm_iou_types) > 1 else ""
-            for tm_key, key in _SUMMARY_KEYS.items():
-                results[f"{iou_type}/{key}"] = _nan_if_negative(float(raw[prefix + tm_key]))
-            if self.class_names is not None:
-                # torchmetrics returns 0-d tensors when one class was seen: flatten to lists
-                per_class = dict(
-                    zip(
-                        raw["classes"].reshape(-1).tolist(),
-                        raw[prefix + "map_per_class"].reshape(-1).tolist(),
-                    )
-                )
-                for label, name in enumerate(self.class_names):
-                    results[f"{iou_type}/AP-{name}"] = _nan_if_negative(per_class.get(label, -1.0))
-        return results
+
+def _ground_truth_json(images: list[tuple[dict, dict]], iou_type: str) -> dict:
+    """COCO ground-truth dict of ``images`` (image ids are their positions); categories are every
+    label seen in ground truth or predictions."""
+    annotations = []
+    labels: set[int] = set()
+    for image_id, (pred, target) in enumerate(images):
+        labels.update(pred["labels"].tolist())
+        areas = target["area"].copy()
+        if iou_type == "segm":
+            computed = np.asarray([mask_util.area(rle) for rle in target["rles"]], np.float64)
+        else:
+            computed = target["boxes"][:, 2] * target["boxes"][:, 3]
+        areas[areas <= 0] = computed[areas <= 0] if len(computed) else areas[areas <= 0]
+        for j, (box, label, crowd, area) in enumerate(
+            zip(
+                target["boxes"].tolist(),
+                target["labels"].tolist(),
+                target["iscrowd"].tolist(),
+                areas,
+            )
+        ):
+            labels.add(label)
+            annotation = {
+                "id": len(annotations) + 1,  # COCOeval needs ids > 0
+                "image_id": image_id,
+                "category_id": label,
+                "bbox": box,
+                "area": float(area),
+                "iscrowd": crowd,
+            }
+            if iou_type == "segm":
+                annotation["segmentation"] = target["rles"][j]
+            annotations.append(annotation)
+    image_sizes = [target.get("size") for _, target in images]
+    return {
+        "images": [
+            {"id": i, **({"height": size[0], "width": size[1]} if size else {})}
+            for i, size in enumerate(image_sizes)
+        ],
+        "annotations": annotations,
+        "categories": [{"id": label, "name": str(label)} for label in sorted(labels)],
+    }
 
 
 def _nan_if_negative(value: float) -> float:

@@ -4,17 +4,14 @@ torchmetrics has no keypoint AP, so this builds the COCO ground-truth and result
 memory and hands them to pycocotools, as Detectron2's COCOEvaluator does with its json files.
 """
 
-import contextlib
-import io
 import math
 from collections.abc import Sequence
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 from torchvision.ops import box_convert
 
+from detzoo.evaluation.coco_format import run_cocoeval
 from detzoo.evaluation.distributed import all_gather_list
 
 # COCO's per-keypoint OKS sigmas for its 17 person keypoints (nose, eyes, ears, shoulders,
@@ -25,13 +22,15 @@ COCO_PERSON_OKS_SIGMAS: tuple[float, ...] = tuple(
     + (0.62, 0.62, 1.07, 1.07, 0.87, 0.87, 0.89, 0.89)
 )
 
-_STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl")  # COCOeval.stats[0:5] for keypoints
+# COCOeval.stats for keypoints, in its order: AP and AR over OKS 0.50:0.95 at 20 detections
+_STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
 class KeypointEvaluator:
     """Keypoint AP over OKS thresholds 0.50:0.95, as COCO and Detectron2 compute it.
 
-    Returns ``keypoints/AP``, ``/AP50``, ``/AP75``, ``/APm``, ``/APl`` as fractions in ``[0, 1]``
+    Returns ``keypoints/AP``, ``/AP50``, ``/AP75``, ``/APm``, ``/APl`` and the recalls ``/AR``,
+    ``/AR50``, ``/AR75``, ``/ARm``, ``/ARl`` (COCOeval's 10 stats) as fractions in ``[0, 1]``
     (Detectron2 reports ×100); ``nan`` where COCOeval reports -1 and when there are no predictions.
 
     Args:
@@ -114,16 +113,9 @@ class KeypointEvaluator:
         results = self._coco_results(images)
         if not results:  # Detectron2 reports nan when the model predicted nothing
             return {f"keypoints/{k}": math.nan for k in _STAT_KEYS}
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-            coco_gt = COCO()
-            coco_gt.dataset = self._coco_ground_truth(images)
-            coco_gt.createIndex()
-            coco_dt = coco_gt.loadRes(results)
-            coco_eval = COCOeval(coco_gt, coco_dt, iouType="keypoints")
-            coco_eval.params.kpt_oks_sigmas = self.oks_sigmas
-            coco_eval.evaluate()
-            coco_eval.accumulate()
-            coco_eval.summarize()
+        coco_eval = run_cocoeval(
+            self._coco_ground_truth(images), results, "keypoints", oks_sigmas=self.oks_sigmas
+        )
         return {
             f"keypoints/{k}": float(v) if v >= 0 else math.nan
             for k, v in zip(_STAT_KEYS, coco_eval.stats)

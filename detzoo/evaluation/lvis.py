@@ -21,25 +21,12 @@ import pycocotools.mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
-from torchvision.ops import box_convert
 
+from detzoo.evaluation.coco_format import encode_masks, to_numpy, xyxy_to_xywh
 from detzoo.evaluation.distributed import all_gather_list
 
 FREQUENCIES = ("r", "c", "f")  # rare (1-10 training images), common (11-100), frequent (>100)
 _AREAS = {"APs": 1, "APm": 2, "APl": 3}  # COCOeval area-range indices (0 is "all")
-
-
-def _to_numpy(value: Any) -> np.ndarray:
-    return value.detach().cpu().numpy() if isinstance(value, Tensor) else np.asarray(value)
-
-
-def _xywh(boxes_xyxy: Tensor) -> np.ndarray:
-    return box_convert(boxes_xyxy.detach().cpu().reshape(-1, 4), "xyxy", "xywh").numpy()
-
-
-def _encode(masks: Tensor) -> list[dict]:
-    array = np.asfortranarray(masks.detach().cpu().numpy().astype(np.uint8).transpose(1, 2, 0))
-    return mask_util.encode(array) if len(masks) else []
 
 
 class LVISEvaluator:
@@ -101,17 +88,17 @@ class LVISEvaluator:
         num_classes = len(self.frequencies)
         for i, (pred, target) in enumerate(zip(preds, targets)):
             # keep the top-scoring detections over all categories, as LVISResults does
-            order = np.argsort(-_to_numpy(pred["scores"]), kind="stable")[: self.max_dets_per_image]
+            order = np.argsort(-to_numpy(pred["scores"]), kind="stable")[: self.max_dets_per_image]
             image = {
-                "pred_boxes_xywh": _xywh(pred["boxes"])[order],
-                "pred_scores": _to_numpy(pred["scores"])[order],
-                "pred_labels": _to_numpy(pred["labels"])[order],
-                "gt_boxes_xywh": _xywh(target["boxes"]),
-                "gt_labels": _to_numpy(target["labels"]),
-                "gt_area": _to_numpy(target["area"]) if "area" in target else None,
-                "neg": set(_to_numpy(target.get("neg_category_ids", [])).tolist()),
+                "pred_boxes_xywh": xyxy_to_xywh(pred["boxes"])[order],
+                "pred_scores": to_numpy(pred["scores"])[order],
+                "pred_labels": to_numpy(pred["labels"])[order],
+                "gt_boxes_xywh": xyxy_to_xywh(target["boxes"]),
+                "gt_labels": to_numpy(target["labels"]),
+                "gt_area": to_numpy(target["area"]) if "area" in target else None,
+                "neg": set(to_numpy(target.get("neg_category_ids", [])).tolist()),
                 "not_exhaustive": set(
-                    _to_numpy(target.get("not_exhaustive_category_ids", [])).tolist()
+                    to_numpy(target.get("not_exhaustive_category_ids", [])).tolist()
                 ),
             }
             labels = np.concatenate([image["pred_labels"], image["gt_labels"]]).astype(np.int64)
@@ -122,9 +109,9 @@ class LVISEvaluator:
                     raise ValueError(
                         f"iou_type 'segm' needs 'masks' in predictions and targets; image {i} lacks them"
                     )
-                pred_masks = _encode(pred["masks"])
+                pred_masks = encode_masks(pred["masks"])
                 image["pred_masks"] = [pred_masks[j] for j in order]
-                image["gt_masks"] = _encode(target["masks"])
+                image["gt_masks"] = encode_masks(target["masks"])
                 image["height"], image["width"] = target["masks"].shape[-2:]
             self._images.append(image)
 

@@ -11,7 +11,8 @@ from detzoo.evaluation import CocoEvaluator
 
 from . import scenes
 
-STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl"]  # COCOeval.stats[0:6]
+# COCOeval.stats, in order
+STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
 
 
 def _cocoeval_direct(iou_type: str) -> dict[str, float]:
@@ -25,7 +26,7 @@ def _cocoeval_direct(iou_type: str) -> dict[str, float]:
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    out = {f"{iou_type}/{k}": float(v) for k, v in zip(STAT_KEYS, ev.stats[:6])}
+    out = {f"{iou_type}/{k}": float(v) for k, v in zip(STAT_KEYS, ev.stats)}
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     for k, name in enumerate(scenes.CLASS_NAMES):
         p = precision[:, :, k, 0, -1]

@@ -122,7 +122,8 @@ def test_matches_cocoeval_on_json():
     evaluator.update(_preds()[1:], _targets()[1:])
     results = evaluator.compute()
     expected = _cocoeval_on_json()
-    assert list(results) == [f"keypoints/{k}" for k in ("AP", "AP50", "AP75", "APm", "APl")]
+    stats = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+    assert list(results) == [f"keypoints/{k}" for k in stats]
     for value, exp in zip(results.values(), expected):
         if exp < 0:
             assert math.isnan(value)
