@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 
+from detzoo.data.image_file import read_image_file
 from detzoo.data.transforms import build_test_transforms
 
 #: a file path, an ``[H, W, 3]`` (or ``[H, W]``) RGB array, a ``[3, H, W]`` RGB tensor or a PIL image
@@ -30,10 +30,7 @@ def to_rgb_array(image: ImageInput) -> np.ndarray:
     it), array (``[H, W, 3]`` RGB or ``[H, W]`` grey, 0–255), tensor (``[3, H, W]`` RGB) or PIL
     image."""
     if isinstance(image, (str, Path)):
-        bgr = cv2.imread(str(image), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise OSError(f"cannot read an image from {image} (missing, or not an image file)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        return read_image_file(str(image))  # whole, or an error naming the file
     if isinstance(image, Image.Image):
         return np.array(image.convert("RGB"))  # a writable copy
     if isinstance(image, torch.Tensor):

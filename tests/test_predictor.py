@@ -62,7 +62,7 @@ def test_grey_arrays_and_bad_inputs():
     assert to_rgb_array(np.full((4, 5), 7, np.uint8)).shape == (4, 5, 3)
     with pytest.raises(ValueError, match=r"\[3, H, W\]"):
         to_rgb_array(torch.zeros(1, 4, 5))
-    with pytest.raises(OSError, match="cannot read an image"):
+    with pytest.raises(FileNotFoundError, match="/nonexistent/image.jpg does not exist"):
         to_rgb_array("/nonexistent/image.jpg")
     with pytest.raises(ValueError, match="batch_size"):
         detzoo.Predictor(_Recorder(), batch_size=0)

@@ -1,10 +1,11 @@
 """Datasets, transforms and Lightning data modules (see DESIGN.md's data contracts)."""
 
 from .coco import CocoDetection
-from .collate import collate_detection
+from .collate import DetectionBatch, collate_detection
 from .datamodule import CocoDataModule, DetectionDataModule, ShapesDataModule
 from .dataset import DetectionDataset, load_image
 from .densepose import CocoDensePose
+from .image_file import CorruptImageError, read_image_file
 from .keypoints import CocoKeypoints
 from .lvis import LvisDetection
 from .panoptic import CocoPanoptic
@@ -18,6 +19,7 @@ from .samplers import (
     TrainingSampler,
     repeat_factors_from_labels,
 )
+from .skipping import SkipCorruptImages, SkippedImage
 from .transforms import (
     ColorJitter,
     DetectionTransforms,
@@ -41,6 +43,8 @@ __all__ = [
     "CocoKeypoints",
     "CocoPanoptic",
     "ColorJitter",
+    "CorruptImageError",
+    "DetectionBatch",
     "DetectionDataModule",
     "DetectionDataset",
     "DetectionTransforms",
@@ -54,6 +58,8 @@ __all__ = [
     "ResizeScale",
     "ResizeShortestEdge",
     "ShapesDataModule",
+    "SkipCorruptImages",
+    "SkippedImage",
     "TrainingSampler",
     "VocDetection",
     "build_dataset",
@@ -61,6 +67,7 @@ __all__ = [
     "build_train_transforms",
     "collate_detection",
     "load_image",
+    "read_image_file",
     "repeat_factors_from_labels",
     "shortest_edge_size",
 ]

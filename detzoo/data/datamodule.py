@@ -22,6 +22,7 @@ from .samplers import (
     TrainingSampler,
     repeat_factors_from_labels,
 )
+from .skipping import SkipCorruptImages
 from .synthetic.categories import KEYPOINT_OKS_SIGMAS
 from .transforms import build_test_transforms, build_train_transforms
 
@@ -54,6 +55,12 @@ class DetectionDataModule(L.LightningDataModule):
         aspect_ratio_grouping: group training batches by orientation.
         repeat_factor_threshold: Detectron2's ``REPEAT_THRESHOLD`` (LVIS: 0.001); None = off.
         seed: base seed of the training order.
+        skip_corrupt_images: what a corrupt image file (empty, truncated, undecodable) does.
+            False (the default, as Detectron2): loading raises a
+            :class:`~detzoo.data.CorruptImageError` naming the file and image id, which stops
+            ``fit``/``validate``. True: the image is left out of its batch, and the model counts
+            and names the skipped images at the end of each epoch (a warning and the logged
+            ``train/skipped_images``, ``val/skipped_images``); see :mod:`detzoo.data.skipping`.
     """
 
     def __init__(
@@ -69,8 +76,10 @@ class DetectionDataModule(L.LightningDataModule):
         aspect_ratio_grouping: bool = True,
         repeat_factor_threshold: float | None = None,
         seed: int = 0,
+        skip_corrupt_images: bool = False,
     ) -> None:
         super().__init__()
+        self.skip_corrupt_images = skip_corrupt_images
         self.train_dataset, self.val_dataset = train_dataset, val_dataset
         self.test_dataset, self.predict_dataset = test_dataset, predict_dataset
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -106,7 +115,7 @@ class DetectionDataModule(L.LightningDataModule):
         if dataset is None:
             raise ValueError(f"{type(self).__name__} has no {name} dataset")
         return DataLoader(
-            dataset,
+            SkipCorruptImages(dataset) if self.skip_corrupt_images else dataset,
             num_workers=self.num_workers,
             collate_fn=collate_detection,
             persistent_workers=self.num_workers > 0,

@@ -15,42 +15,35 @@ of DESIGN.md. Readers extend :meth:`DetectionDataset.build_sample` and
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .image_file import read_image_file
 
 Sample = dict[str, Any]
 Transform = Callable[[Sample], Sample]
 
 
-def load_image(path: str, height: int, width: int) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` RGB image at ``path``, checked against the annotated size.
+def load_image(path: str, height: int, width: int, image_id: int | None = None) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` RGB image at ``path``, checked to be whole and of the annotated size.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        OSError: the file cannot be decoded as an image.
+        CorruptImageError: the file is empty, truncated or cannot be decoded (an ``OSError``).
         ValueError: its size differs from the annotation file's ``height`` x ``width``.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"image file {path} is listed in the annotations but does not exist; check the "
-            "image root directory"
-        )
-    # OpenCV decodes JPEG faster than PIL and applies the EXIF orientation, as Detectron2 does.
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"image file {path} cannot be decoded (corrupt or not an image); replace it")
-    if bgr.shape[:2] != (height, width):
+    image = read_image_file(path, image_id)
+    if image.shape[:2] != (height, width):
         raise ValueError(
-            f"image file {path} is {bgr.shape[0]}x{bgr.shape[1]} (HxW) on disk but the annotations "
-            f"say {height}x{width}; fix the annotation file or the image"
+            f"image file {path} is {image.shape[0]}x{image.shape[1]} (HxW) on disk but the "
+            f"annotations (image id {image_id}) say {height}x{width}; fix the annotation file or "
+            "the image"
         )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return image
 
 
 def _instance_arrays(annotations: list[dict]) -> Sample:
@@ -127,7 +120,9 @@ class DetectionDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
         record = self.records[index]
-        image = load_image(record["file_name"], record["height"], record["width"])
+        image = load_image(
+            record["file_name"], record["height"], record["width"], record["image_id"]
+        )
         sample = self.build_sample(record, image)
         if self.transforms is not None:
             sample = self.transforms(sample)

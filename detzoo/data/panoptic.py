@@ -20,11 +20,11 @@ import json
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .annotation_checks import check_bbox, check_category, filter_empty_images, warn_degenerate
 from .dataset import DetectionDataset, Sample, Transform
+from .image_file import read_image_file
 
 THINGS_CHANNEL = 0
 IGNORE_VALUE = 255
@@ -135,13 +135,10 @@ def _read_segment_ids(path: str, size: tuple[int, int]) -> np.ndarray:
     """int64 ``[H, W]`` segment ids of a COCO panoptic PNG, checked against the image size."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"panoptic PNG {path} does not exist; check panoptic_root")
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise OSError(f"panoptic PNG {path} cannot be decoded (corrupt or not an image)")
-    if bgr.shape[:2] != tuple(size):
+    rgb = read_image_file(path).astype(np.int64)  # whole, or a CorruptImageError naming it
+    if rgb.shape[:2] != tuple(size):
         raise ValueError(
-            f"panoptic PNG {path} is {bgr.shape[0]}x{bgr.shape[1]} (HxW) but its image is "
+            f"panoptic PNG {path} is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but its image is "
             f"{size[0]}x{size[1]}"
         )
-    rgb = bgr[..., ::-1].astype(np.int64)
     return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]

@@ -23,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from detzoo.config import Recordable, build
 from detzoo.evaluation import CocoEvaluator, KeypointEvaluator, format_metrics_table
 from detzoo.models.postprocess import rescale_detections
+from detzoo.models.skipped_images import SkippedImageLog
 from detzoo.models.solver import Solver
 from detzoo.structures.image_list import ImageList
 
@@ -95,6 +96,7 @@ class DetectionModel(Recordable, L.LightningModule):
         self._size_divisibility = size_divisibility
         self.solver = build(solver) if solver is not None else Solver()
         self._evaluators: list = []
+        self._skipped_train, self._skipped_eval = SkippedImageLog(), SkippedImageLog()
 
     def on_recorded(self) -> None:
         self.save_hyperparameters(self._detzoo_spec["init_args"], logger=True)
@@ -234,6 +236,10 @@ class DetectionModel(Recordable, L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         images, targets = batch
+        self._skipped_train.add(batch)
+        if not images:  # every image of the batch was skipped (corrupt files)
+            # a zero loss on every trainable parameter keeps DDP's gradient all-reduce in step
+            return sum(p.sum() * 0.0 for p in self.parameters() if p.requires_grad)
         losses = self(images, targets)
         for name, value in losses.items():
             if not torch.isfinite(value).all():
@@ -248,6 +254,10 @@ class DetectionModel(Recordable, L.LightningModule):
             self.log(f"train/{name}", value, batch_size=batch_size)
         self.log("train/loss", total, prog_bar=True, batch_size=batch_size)
         return total
+
+    def on_train_epoch_end(self) -> None:
+        skipped = self._skipped_train.report(f"training epoch {self.current_epoch}")
+        self.log("train/skipped_images", float(skipped), rank_zero_only=True)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> list[dict]:
         """Predictions at each image's original size (``orig_size`` of its target when given)."""
@@ -288,6 +298,9 @@ class DetectionModel(Recordable, L.LightningModule):
 
     def _evaluate_batch(self, batch: Batch) -> None:
         images, targets = batch
+        self._skipped_eval.add(batch)
+        if not images:  # every image of the batch was skipped (corrupt files)
+            return
         for i, target in enumerate(targets):
             if "orig_size" not in target:
                 raise ValueError(
@@ -314,6 +327,8 @@ class DetectionModel(Recordable, L.LightningModule):
         # equal values) changes nothing and tells Lightning the values are global.
         self.log_dict({f"{prefix}/{k}": v for k, v in results.items()}, sync_dist=True)
         rank_zero_info(f"{prefix} results:\n{format_metrics_table(results)}")
+        skipped = self._skipped_eval.report(f"{prefix} evaluation")
+        self.log(f"{prefix}/skipped_images", float(skipped), rank_zero_only=True)
         return results
 
     def on_fit_start(self) -> None:
