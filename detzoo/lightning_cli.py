@@ -11,6 +11,10 @@ With ``--ckpt_path``, the model is configured from the checkpoint's recorded hyp
 typed on the command line, which override both: ``detzoo validate --config recipe.yaml --ckpt_path
 run.ckpt --model.init_args.instances_score_thresh 0.5`` evaluates the checkpoint with that merge
 threshold.
+
+``--results_dir DIR`` has each validation/test run write its predictions into ``DIR`` as
+Detectron2's results files (``coco_instances_results.json``, ...; see
+:attr:`~detzoo.models.DetectionModel.results_dir`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ class DetzooCLI(LightningCLI):
     """LightningCLI for detzoo models; the config of each run is saved beside its logs, and the
     progress bar is :class:`~detzoo.callbacks.TrainingProgress` (loss terms, learning rate, times,
     ETA) unless the config turns the bar off or names its own, and every trainer gets
-    :class:`~detzoo.callbacks.ReuseFreedMemory` (faster CPU steps).
+    :class:`~detzoo.callbacks.ReuseFreedMemory` (faster CPU steps). ``--results_dir`` sets the
+    model's :attr:`~detzoo.models.DetectionModel.results_dir`.
 
     Args:
         args: command-line arguments (``sys.argv[1:]`` when None): a subcommand first when
@@ -62,6 +67,23 @@ class DetzooCLI(LightningCLI):
             args=list(args) if args is not None else None,
             run=run,
         )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Adds ``--results_dir``: a run setting (like the trainer's ``default_root_dir``), so it
+        is not a model init argument and checkpoints do not record it."""
+        parser.add_argument(
+            "--results_dir",
+            type=str | None,
+            default=None,
+            help="folder to write each evaluation's predictions into as Detectron2's results "
+            "files (coco_instances_results.json, lvis_instances_results.json, panoptic "
+            "predictions.json + PNGs); default: none written",
+        )
+
+    def instantiate_classes(self) -> None:
+        """Instantiates as LightningCLI does, then gives the model ``--results_dir``."""
+        super().instantiate_classes()
+        self.model.results_dir = self._get(self.config_init, "results_dir")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
         """Parse as LightningCLI does, remembering the command-line tokens (for

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from detzoo.callbacks.prediction_images import draw_predictions
 from detzoo.predictor import Predictor, to_rgb_array
+from detzoo.structures.panoptic_ids import id2rgb
 from detzoo.zoo.api import default_device, get, inference_size
 from detzoo.zoo.build import inference_resize, model_num_classes
 from detzoo.zoo.checkpoints import load_checkpoint, run_config
@@ -167,9 +168,8 @@ def predict_files(
                     "instances": prediction_record(prediction, loaded.class_names),
                 }
                 if "panoptic_seg" in prediction:
-                    ids = prediction["panoptic_seg"].numpy().astype(np.uint32)
-                    rgb = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1)
-                    Image.fromarray(rgb.astype(np.uint8)).save(out_dir / f"{name}_panoptic.png")
+                    rgb = id2rgb(prediction["panoptic_seg"].numpy())
+                    Image.fromarray(rgb).save(out_dir / f"{name}_panoptic.png")
                     record["panoptic"] = f"{name}_panoptic.png"
                     record["segments_info"] = prediction["segments_info"]
                 records.append(record)

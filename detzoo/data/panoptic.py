@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from detzoo.structures.panoptic_ids import rgb2id
+
 from .annotation_checks import check_bbox, check_category, filter_empty_images, warn_degenerate
 from .dataset import DetectionDataset, Sample, Transform
 from .image_file import read_image_file
@@ -135,10 +137,10 @@ def _read_segment_ids(path: str, size: tuple[int, int]) -> np.ndarray:
     """int64 ``[H, W]`` segment ids of a COCO panoptic PNG, checked against the image size."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"panoptic PNG {path} does not exist; check panoptic_root")
-    rgb = read_image_file(path).astype(np.int64)  # whole, or a CorruptImageError naming it
+    rgb = read_image_file(path)  # whole, or a CorruptImageError naming it
     if rgb.shape[:2] != tuple(size):
         raise ValueError(
             f"panoptic PNG {path} is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but its image is "
             f"{size[0]}x{size[1]}"
         )
-    return rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+    return rgb2id(rgb)

@@ -1,4 +1,5 @@
-"""Gathering picklable evaluation state from every rank, without Lightning."""
+"""Gathering picklable evaluation state from every rank, and the rank that writes files, without
+Lightning."""
 
 from typing import Any
 
@@ -21,3 +22,8 @@ def all_gather_list(items: list[Any]) -> list[Any]:
     gathered: list[list[Any] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, list(items))
     return [item for rank_items in gathered for item in rank_items]
+
+
+def is_main_process() -> bool:
+    """True on rank 0, and in a process that is not distributed (the one that writes files)."""
+    return not is_distributed() or dist.get_rank() == 0

@@ -4,7 +4,8 @@ It owns what all algorithms share: input normalisation (with the flip to BGR for
 weights) and padding into a batch, the loss bookkeeping of ``training_step`` (every term logged
 as ``train/loss_<name>``, a non-finite term stops training naming it), prediction dicts mapped to
 each image's original size, evaluation (``validation_step``/``test_step`` feed the model's
-evaluators, whose metrics are logged as ``val/<task>/<metric>`` and printed as a table) and the
+evaluators, whose metrics are logged as ``val/<task>/<metric>`` and printed as a table, and which
+write Detectron2's results files when :attr:`DetectionModel.results_dir` is set) and the
 optimiser/schedule. An algorithm implements :meth:`DetectionModel.compute_losses` and
 :meth:`DetectionModel.detect`, and says what it is evaluated on in :attr:`DetectionModel.eval_iou_types`.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -21,7 +23,17 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from detzoo.config import Recordable, build
-from detzoo.evaluation import CocoEvaluator, KeypointEvaluator, format_metrics_table
+from detzoo.evaluation import (
+    CocoEvaluator,
+    CocoResultsWriter,
+    KeypointEvaluator,
+    format_metrics_table,
+)
+from detzoo.evaluation.results_file import (
+    COCO_RESULTS_FILE,
+    LVIS_RESULTS_FILE,
+    category_ids_by_label,
+)
 from detzoo.models.postprocess import rescale_detections
 from detzoo.models.skipped_images import SkippedImageLog
 from detzoo.models.solver import Solver
@@ -68,10 +80,20 @@ class DetectionModel(Recordable, L.LightningModule):
     :meth:`build_evaluators`' evaluators with the batch's targets, which must be in the original
     image's frame (what :func:`detzoo.data.build_test_transforms` gives: it resizes the image only,
     as Detectron2 evaluates against the original annotations).
+
+    Results files: when :attr:`results_dir` is set, each validation/test run also writes its
+    predictions into that folder, as Detectron2's evaluators do into their ``output_dir``
+    (see :meth:`build_evaluators`).
     """
 
     #: COCO iou types this model is evaluated on (Mask R-CNN adds ``"segm"``).
     eval_iou_types: tuple[str, ...] = ("bbox",)
+
+    #: Folder that the evaluation writes its results files into at the end of every
+    #: validation/test run; None (the default) writes none. Detectron2 calls this folder
+    #: ``OUTPUT_DIR/inference``. It is a run setting and not a hyper-parameter, so checkpoints do
+    #: not record it: set it on the model, or with ``detzoo validate|test|fit --results_dir DIR``.
+    results_dir: str | Path | None
 
     def __init__(
         self,
@@ -95,6 +117,7 @@ class DetectionModel(Recordable, L.LightningModule):
         self.input_format = input_format
         self._size_divisibility = size_divisibility
         self.solver = build(solver) if solver is not None else Solver()
+        self.results_dir = None
         self._evaluators: list = []
         self._skipped_train, self._skipped_eval = SkippedImageLog(), SkippedImageLog()
 
@@ -273,22 +296,48 @@ class DetectionModel(Recordable, L.LightningModule):
         """Fresh evaluators for one validation/test run: COCO AP on :attr:`eval_iou_types`, per
         class when the evaluated dataset has ``class_names``; keypoint AP (OKS) when they include
         ``"keypoints"``, with the dataset's ``keypoint_oks_sigmas`` when it has them (else COCO's
-        17 person sigmas). Override to add others."""
+        17 person sigmas). When :attr:`results_dir` is set, a
+        :class:`~detzoo.evaluation.CocoResultsWriter` writes ``coco_instances_results.json``
+        there (``lvis_instances_results.json`` for LVIS datasets, recognised by their
+        ``category_frequency``), with the dataset's category ids. Override to add others."""
         box_types = tuple(t for t in self.eval_iou_types if t != "keypoints")
         evaluators: list = [CocoEvaluator(box_types, class_names=self._eval_class_names())]
         if "keypoints" in self.eval_iou_types:
             sigmas = self._eval_dataset_attribute("keypoint_oks_sigmas")
             evaluators.append(KeypointEvaluator(sigmas))
+        if self.results_dir is not None:
+            is_lvis = self._eval_dataset_attribute("category_frequency") is not None
+            name = LVIS_RESULTS_FILE if is_lvis else COCO_RESULTS_FILE
+            evaluators.append(
+                CocoResultsWriter(
+                    Path(self.results_dir) / name,
+                    self._eval_category_ids("thing_dataset_id_to_contiguous_id"),
+                    # the offset the keypoint reader added to the file's coordinates
+                    keypoint_offset=self._eval_dataset_attribute("keypoint_offset") or 0.0,
+                )
+            )
         return evaluators
 
     def _eval_dataset_attribute(self, attribute: str):
-        """``attribute`` of the evaluated dataset (the data module's val, else test dataset)."""
+        """``attribute`` of the evaluated dataset: the data module's test dataset while testing,
+        else its val dataset; the other one when that lacks it."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        for name in ("val_dataset", "test_dataset"):
+        names = ["val_dataset", "test_dataset"]
+        if self._trainer is not None and self._trainer.testing:
+            names.reverse()
+        for name in names:
             value = getattr(getattr(datamodule, name, None), attribute, None)
             if value is not None:
                 return value
         return None
+
+    def _eval_category_ids(self, attribute: str, first_label: int = 0) -> list[int] | None:
+        """The dataset category ids of the labels ``first_label, ...`` from the evaluated
+        dataset's category id -> label map ``attribute`` (``thing_dataset_id_to_contiguous_id``,
+        ...; see :func:`~detzoo.evaluation.results_file.category_ids_by_label`); None when the
+        dataset has none."""
+        mapping = self._eval_dataset_attribute(attribute)
+        return category_ids_by_label(mapping, first_label) if mapping is not None else None
 
     def _eval_class_names(self) -> list[str] | None:
         names = self._eval_dataset_attribute("class_names")

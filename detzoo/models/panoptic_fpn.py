@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from detzoo.config import build
-from detzoo.evaluation import PanopticFPNEvaluator, SemSegEvaluator
+from detzoo.evaluation import PanopticFPNEvaluator, PanopticResultsWriter, SemSegEvaluator
 from detzoo.heads.panoptic_merge import PanopticMerge
 from detzoo.heads.rpn import RPN
 from detzoo.heads.semantic_fpn import SemSegFPNHead
@@ -136,7 +136,10 @@ class PanopticFPN(MaskRCNN):
     def build_evaluators(self) -> list:
         """Box and mask AP, the semantic head's mIoU and PQ; class names from the evaluated
         dataset's ``class_names``, ``stuff_class_names`` and ``sem_seg_class_names`` when their
-        counts fit the model."""
+        counts fit the model. With :attr:`results_dir` set, the panoptic predictions are also
+        written there in the COCO panoptic format (``predictions.json`` and
+        ``predictions/<image>.png``, :class:`~detzoo.evaluation.PanopticResultsWriter`), next to
+        the instance results."""
         evaluators = super().build_evaluators()
         sem_names = self._eval_dataset_attribute("sem_seg_class_names")
         if sem_names is not None and len(sem_names) != 1 + self.num_stuff_classes:
@@ -147,4 +150,12 @@ class PanopticFPN(MaskRCNN):
         if stuff is None or len(stuff) != self.num_stuff_classes:
             stuff = [f"stuff{c}" for c in range(1, 1 + self.num_stuff_classes)]
         evaluators.append(PanopticFPNEvaluator(things, stuff))
+        if self.results_dir is not None:
+            evaluators.append(
+                PanopticResultsWriter(
+                    self.results_dir,
+                    self._eval_category_ids("thing_dataset_id_to_contiguous_id"),
+                    self._eval_category_ids("stuff_dataset_id_to_contiguous_id", first_label=1),
+                )
+            )
         return evaluators

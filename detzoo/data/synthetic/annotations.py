@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 
+from detzoo.structures.panoptic_ids import id2rgb
+
 from .canvas import VOID
 from .categories import (
     FIGURE_CATEGORY_ID,
@@ -188,7 +190,5 @@ def scene_records(rng: np.random.Generator, scene: Scene, index: int) -> dict:
         "file_name": f"{stem}.png",
         "segments_info": segments,
     }
-    records["panoptic_png"] = np.stack([ids % 256, ids // 256 % 256, ids // 65536], -1).astype(
-        np.uint8
-    )
+    records["panoptic_png"] = id2rgb(ids)
     return records
