@@ -17,12 +17,15 @@ class LvisDetection(CocoDetection):
     ``http://images.cocodataset.org/train2017/000000391895.jpg`` is read from
     ``image_root/train2017/000000391895.jpg`` (so ``image_root`` is the COCO directory).
 
-    Extra target entries: ``neg_labels`` and ``not_exhaustive_labels`` int64 ``[M]``, the
-    contiguous labels of the image's ``neg_category_ids`` (verified absent) and
-    ``not_exhaustive_category_ids`` (not all instances annotated).
+    Extra target entries: ``neg_labels`` and ``not_exhaustive_labels`` int64 ``[K]``, the
+    contiguous labels (the id space of ``labels`` and of the predictions, not LVIS category ids)
+    of the image's ``neg_category_ids`` (verified absent) and ``not_exhaustive_category_ids``
+    (not all instances annotated). :class:`detzoo.evaluation.LVISEvaluator` reads them under
+    these names to apply LVIS's federated rules.
 
     Attributes:
-        category_frequency: ``"r"``, ``"c"`` or ``"f"`` (rare / common / frequent) per label.
+        category_frequency: ``"r"``, ``"c"`` or ``"f"`` (rare / common / frequent) per label;
+            a model evaluating a dataset that has it builds an ``LVISEvaluator`` with it.
     """
 
     def image_path(self, image_info: dict) -> str:

@@ -8,6 +8,10 @@ precision/recall accumulation exactly as LVIS's own (LVIS's evaluator was derive
 * a detection of a category neither present in the image nor in its ``neg_category_ids`` is
   dropped (the image says nothing about that category);
 * an unmatched detection of a category in the image's ``not_exhaustive_category_ids`` is ignored.
+
+Categories are contiguous labels throughout, as in the predictions: targets give the image's
+LVIS ``neg_category_ids`` and ``not_exhaustive_category_ids`` as the labels ``neg_labels`` and
+``not_exhaustive_labels`` (what :class:`detzoo.data.LvisDetection` gives).
 """
 
 import contextlib
@@ -27,6 +31,8 @@ from detzoo.evaluation.distributed import all_gather_list
 
 FREQUENCIES = ("r", "c", "f")  # rare (1-10 training images), common (11-100), frequent (>100)
 _AREAS = {"APs": 1, "APm": 2, "APl": 3}  # COCOeval area-range indices (0 is "all")
+# the LVIS json's per-image keys, in category ids; targets carry them as labels instead
+_CATEGORY_ID_KEYS = ("neg_category_ids", "not_exhaustive_category_ids")
 
 
 class LVISEvaluator:
@@ -48,8 +54,12 @@ class LVISEvaluator:
             int64 ``[N]``, and for ``segm`` ``masks`` bool ``[N, H, W]``.
         targets: ``boxes`` float ``[M, 4]`` XYXY pixels, ``labels`` int64 ``[M]``, optional
             ``area`` float ``[M]`` (px²; from the box or mask when absent), for ``segm``
-            ``masks`` uint8 ``[M, H, W]``, and the image's ``neg_category_ids`` and
-            ``not_exhaustive_category_ids`` (int labels; empty when absent).
+            ``masks`` uint8 ``[M, H, W]``, and ``neg_labels`` and ``not_exhaustive_labels``
+            int64 ``[K]``: the contiguous labels (the predictions' id space, not LVIS category
+            ids) of the image's ``neg_category_ids`` (verified absent) and
+            ``not_exhaustive_category_ids`` (not all instances annotated); empty when absent,
+            which drops every detection of a label the image does not have. These are
+            :class:`detzoo.data.LvisDetection`'s target fields.
 
     Distributed: :meth:`compute` gathers every rank's images and every rank evaluates them all.
     """
@@ -87,6 +97,12 @@ class LVISEvaluator:
             raise ValueError(f"got {len(preds)} predictions for {len(targets)} targets")
         num_classes = len(self.frequencies)
         for i, (pred, target) in enumerate(zip(preds, targets)):
+            stale = sorted(k for k in _CATEGORY_ID_KEYS if k in target)
+            if stale:  # LVIS category ids would be compared with labels: wrong numbers, silently
+                raise ValueError(
+                    f"image {i}: target has {stale}; LVISEvaluator reads the contiguous labels "
+                    "'neg_labels' and 'not_exhaustive_labels' (see detzoo.data.LvisDetection)"
+                )
             # keep the top-scoring detections over all categories, as LVISResults does
             order = np.argsort(-to_numpy(pred["scores"]), kind="stable")[: self.max_dets_per_image]
             image = {
@@ -96,12 +112,17 @@ class LVISEvaluator:
                 "gt_boxes_xywh": xyxy_to_xywh(target["boxes"]),
                 "gt_labels": to_numpy(target["labels"]),
                 "gt_area": to_numpy(target["area"]) if "area" in target else None,
-                "neg": set(to_numpy(target.get("neg_category_ids", [])).tolist()),
-                "not_exhaustive": set(
-                    to_numpy(target.get("not_exhaustive_category_ids", [])).tolist()
-                ),
+                "neg": set(to_numpy(target.get("neg_labels", [])).tolist()),
+                "not_exhaustive": set(to_numpy(target.get("not_exhaustive_labels", [])).tolist()),
             }
-            labels = np.concatenate([image["pred_labels"], image["gt_labels"]]).astype(np.int64)
+            labels = np.concatenate(
+                [
+                    image["pred_labels"],
+                    image["gt_labels"],
+                    list(image["neg"]),
+                    list(image["not_exhaustive"]),
+                ]
+            ).astype(np.int64)
             if ((labels < 0) | (labels >= num_classes)).any():
                 raise ValueError(f"image {i}: labels must be in [0, {num_classes})")
             if "segm" in self.iou_types:

@@ -27,6 +27,7 @@ from detzoo.evaluation import (
     CocoEvaluator,
     CocoResultsWriter,
     KeypointEvaluator,
+    LVISEvaluator,
     format_metrics_table,
 )
 from detzoo.evaluation.results_file import (
@@ -59,6 +60,11 @@ CHECKPOINT_CLASS_PATH_KEY = "detzoo_class_path"
 #: augmented as an uninterrupted run would (Lightning saves no random state). Under DDP the file
 #: holds rank 0's states, which every rank resumes from.
 CHECKPOINT_RNG_KEY = "detzoo_rng_states"
+
+#: detections per image that LVIS's AP keeps (highest scores first, over all categories):
+#: LVIS's and Detectron2's ``LVISEvaluator`` default, also the ``TEST.DETECTIONS_PER_IMAGE`` of
+#: Detectron2's LVIS configs
+LVIS_MAX_DETS_PER_IMAGE = 300
 
 
 class DetectionModel(Recordable, L.LightningModule):
@@ -294,14 +300,29 @@ class DetectionModel(Recordable, L.LightningModule):
     # ---- evaluation ------------------------------------------------------------------------
     def build_evaluators(self) -> list:
         """Fresh evaluators for one validation/test run: COCO AP on :attr:`eval_iou_types`, per
-        class when the evaluated dataset has ``class_names``; keypoint AP (OKS) when they include
+        class when the evaluated dataset has ``class_names``; for LVIS datasets (recognised by
+        their ``category_frequency``, one ``"r"``/``"c"``/``"f"`` per label) LVIS's federated AP
+        instead (:class:`~detzoo.evaluation.LVISEvaluator`, with APr/APc/APf and
+        :data:`LVIS_MAX_DETS_PER_IMAGE` detections per image), as Detectron2 picks its
+        ``LVISEvaluator`` for LVIS datasets; keypoint AP (OKS) when they include
         ``"keypoints"``, with the dataset's ``keypoint_oks_sigmas`` when it has them (else COCO's
         17 person sigmas). When :attr:`results_dir` is set, a
         :class:`~detzoo.evaluation.CocoResultsWriter` writes ``coco_instances_results.json``
         there (``lvis_instances_results.json`` for LVIS datasets, recognised by their
         ``category_frequency``), with the dataset's category ids. Override to add others."""
         box_types = tuple(t for t in self.eval_iou_types if t != "keypoints")
-        evaluators: list = [CocoEvaluator(box_types, class_names=self._eval_class_names())]
+        frequencies = self._eval_dataset_attribute("category_frequency")
+        if frequencies is not None:
+            evaluators: list = [
+                LVISEvaluator(
+                    frequencies,
+                    box_types,
+                    class_names=self._eval_class_names(),
+                    max_dets_per_image=LVIS_MAX_DETS_PER_IMAGE,
+                )
+            ]
+        else:
+            evaluators = [CocoEvaluator(box_types, class_names=self._eval_class_names())]
         if "keypoints" in self.eval_iou_types:
             sigmas = self._eval_dataset_attribute("keypoint_oks_sigmas")
             evaluators.append(KeypointEvaluator(sigmas))

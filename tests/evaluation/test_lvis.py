@@ -1,9 +1,14 @@
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
+from detzoo.data import LvisDetection
 from detzoo.evaluation import LVISEvaluator
+
+from ..data.tiny_coco import write_image
 
 FREQUENCIES = ["r", "c", "f"]  # label 0 rare, 1 common, 2 frequent
 A = [0.0, 0.0, 20.0, 20.0]  # small (400 px²)
@@ -24,8 +29,8 @@ def _image(gt, dets, neg=(), not_exhaustive=()):
         "boxes": torch.tensor([g[0] for g in gt]).reshape(-1, 4),
         "labels": torch.tensor([g[1] for g in gt], dtype=torch.int64),
         "masks": masks,
-        "neg_category_ids": torch.tensor(neg, dtype=torch.int64),
-        "not_exhaustive_category_ids": list(not_exhaustive),
+        "neg_labels": torch.tensor(neg, dtype=torch.int64),
+        "not_exhaustive_labels": list(not_exhaustive),
     }
     pred = {
         "boxes": torch.tensor([d[0] for d in dets]).reshape(-1, 4),
@@ -97,4 +102,108 @@ def test_empty_reset_and_bad_input():
     with pytest.raises(ValueError, match="masks"):
         LVISEvaluator(FREQUENCIES, iou_types=("segm",)).update(
             [{k: v for k, v in preds[0].items() if k != "masks"}], targets[:1]
+        )
+
+
+# ---- an LVIS dataset on disk, its targets fed straight into the evaluator ---------------------
+# category ids 5, 9, 13 are the labels 0 (rare), 1 (common), 2 (frequent): the two id spaces differ
+LVIS_CATEGORIES = [
+    {"id": 5, "name": "square", "frequency": "r"},
+    {"id": 9, "name": "blob", "frequency": "c"},
+    {"id": 13, "name": "ring", "frequency": "f"},
+]
+# per image: (name, height, width), its one object (category id, XYWH box), neg_category_ids,
+# not_exhaustive_category_ids
+LVIS_IMAGES = [
+    (("a.png", 40, 60), (5, [10, 10, 20, 15]), [9], []),
+    (("b.png", 50, 30), (9, [2, 3, 12, 14]), [], [9]),
+    (("c.png", 30, 40), (13, [5, 5, 20, 10]), [5], []),
+]
+
+
+def write_federated_lvis(root: Path) -> Path:
+    """An LVIS v1 json of ``LVIS_IMAGES`` (no crowds, as LVIS) and its images under
+    ``root/coco/val2017``; returns the json's path."""
+    images, annotations = [], []
+    for image_id, (
+        (name, height, width),
+        (category, (x, y, w, h)),
+        neg,
+        not_exhaustive,
+    ) in enumerate(LVIS_IMAGES, start=1):
+        images.append(
+            {
+                "id": image_id,
+                "coco_url": f"http://images.cocodataset.org/val2017/{name}",
+                "height": height,
+                "width": width,
+                "neg_category_ids": neg,
+                "not_exhaustive_category_ids": not_exhaustive,
+            }
+        )
+        annotations.append(
+            {
+                "id": 100 + image_id,
+                "image_id": image_id,
+                "category_id": category,
+                "bbox": [x, y, w, h],
+                "area": float(w * h),
+                "segmentation": [[x, y, x + w, y, x + w, y + h, x, y + h]],
+            }
+        )
+        write_image(root / "coco" / "val2017" / name, height, width, seed=image_id)
+    path = root / "lvis_v1_val.json"
+    path.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": LVIS_CATEGORIES})
+    )
+    return path
+
+
+def _box_mask(height: int, width: int, box) -> torch.Tensor:
+    mask = torch.zeros(height, width, dtype=torch.bool)
+    mask[box[1] : box[3], box[0] : box[2]] = True
+    return mask
+
+
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+def test_lvis_dataset_targets_drive_the_federated_rules(tmp_path, iou_type):
+    dataset = LvisDetection(tmp_path / "coco", write_federated_lvis(tmp_path))
+    targets = [dataset[i][1] for i in range(len(dataset))]
+    assert [t["neg_labels"].tolist() for t in targets] == [[1], [], [0]]
+    assert [t["not_exhaustive_labels"].tolist() for t in targets] == [[], [1], []]
+    # per image: its true positive (the ground truth itself), and a false detection far from
+    # every object (XYXY, inside the image) with its label and a score above the true positive's
+    far = {0: ([35, 28, 55, 38], 2), 1: ([16, 30, 28, 45], 1), 2: ([28, 18, 38, 28], 0)}
+    preds = []
+    for i, target in enumerate(targets):
+        box, label = far[i]
+        height, width = target["masks"].shape[-2:]
+        preds.append(
+            {
+                "boxes": torch.cat([target["boxes"], torch.tensor([box], dtype=torch.float32)]),
+                "scores": torch.tensor([0.5, 0.9]),
+                "labels": torch.cat([target["labels"], torch.tensor([label])]),
+                "masks": torch.stack([target["masks"][0].bool(), _box_mask(height, width, box)]),
+            }
+        )
+    evaluator = LVISEvaluator(dataset.category_frequency, iou_types=(iou_type,))
+    evaluator.update(preds, targets)
+    r = evaluator.compute()
+    # label 0 (rare): image 3 lists it as negative, so its detection there is a false positive
+    # above the true positive of image 1: AP 1/2. Label 1 (common): not exhaustive in image 2,
+    # its unmatched detection there is ignored: AP 1. Label 2 (frequent): image 1 has neither
+    # it nor its negative, so its detection there is dropped: AP 1. Exact boxes: every IoU.
+    expected = {"APr": 1 / 2, "APc": 1.0, "APf": 1.0, "AP": 5 / 6, "AP50": 5 / 6, "AP75": 5 / 6}
+    assert {k: r[f"{iou_type}/{k}"] for k in expected} == pytest.approx(expected, abs=1e-9)
+
+
+def test_category_ids_in_targets_are_refused():
+    """The LVIS json's id-space keys would be silently compared with labels: refused."""
+    preds, targets = _scene()
+    targets[0]["neg_category_ids"] = targets[0].pop("neg_labels")
+    with pytest.raises(ValueError, match="neg_labels"):
+        LVISEvaluator(FREQUENCIES).update(preds[:1], targets[:1])
+    with pytest.raises(ValueError, match="labels must be in"):  # a negative label out of range
+        LVISEvaluator(FREQUENCIES).update(
+            preds[1:2], [{**targets[1], "not_exhaustive_labels": torch.tensor([7])}]
         )
