@@ -10,6 +10,8 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from .golden_utils import skip_without_golden  # noqa: E402
+
 # Under pytest-xdist (README's test command runs `-n auto`) each worker gets its share of the
 # cores, so that workers do not oversubscribe them with torch's intra-op threads.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -33,9 +35,10 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def golden_dir() -> Path:
-    """``../shared/golden`` beside the repository; tests using it skip when it is absent."""
+    """``../shared/golden`` beside the repository; tests using it skip when it is absent (fail
+    under ``DETZOO_REQUIRE_GOLDEN=1``)."""
     if not GOLDEN_DIR.is_dir():
-        pytest.skip(
+        skip_without_golden(
             f"Detectron2 golden fixtures not found at {GOLDEN_DIR} (../shared is not beside the repo)"
         )
     return GOLDEN_DIR

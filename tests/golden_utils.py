@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 from torchvision.ops import box_iou
@@ -22,6 +24,15 @@ from detzoo.structures import segmentations_to_bitmaps
 from detzoo.zoo.detectron2 import load_detectron2_weights
 
 IMAGES = ("astronaut.png", "coffee.png")  # run as one batch, in this order
+# CI sets this: a missing golden fixture is then a failure, so a green run has run every one
+REQUIRE_GOLDEN = os.environ.get("DETZOO_REQUIRE_GOLDEN") == "1"
+
+
+def skip_without_golden(reason: str) -> None:
+    """Skip a test whose golden fixture is missing; fail instead under DETZOO_REQUIRE_GOLDEN=1."""
+    if REQUIRE_GOLDEN:
+        pytest.fail(f"{reason} (DETZOO_REQUIRE_GOLDEN=1: every golden fixture must be present)")
+    pytest.skip(reason)
 
 
 def golden_value(name: str, shape: list[int]) -> torch.Tensor:

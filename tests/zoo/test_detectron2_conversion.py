@@ -18,7 +18,13 @@ from detzoo.zoo.detectron2 import CheckpointMismatchError, check_compatible
 from detzoo.zoo.index import get_config, load_index
 from detzoo.zoo.loading import to_model_names
 
-from ..golden_utils import golden_images, golden_outputs, golden_weights, match_as_sets
+from ..golden_utils import (
+    golden_images,
+    golden_outputs,
+    golden_weights,
+    match_as_sets,
+    skip_without_golden,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRIES = load_index(REPO / "zoo_configs")
@@ -52,7 +58,7 @@ def _meta_model(name: str, monkeypatch) -> torch.nn.Module:
 def test_detectron2_checkpoint_loads_strictly(golden_dir, monkeypatch, name):
     fixture = _fixture_shapes(golden_dir, _arch(name))
     if fixture is None:
-        pytest.skip(f"no golden parameter list for {_arch(name)}")
+        skip_without_golden(f"no golden parameter list for {_arch(name)}")
     shapes, d2_config = fixture
     # a fixture made with the 1x config also describes the 3x model: same layout
     assert Path(d2_config).stem[:-3] == Path(ENTRIES[name].detectron2_config).stem[:-3]
