@@ -116,8 +116,12 @@ class RetinaNetOutputs(Recordable, nn.Module):
         self.topk_candidates = topk_candidates
         self.nms_thresh = nms_thresh
         self.detections_per_image = detections_per_image
-        # EMA of the number of foreground anchors (Detectron2: start 100, momentum 0.9)
-        self.register_buffer("loss_normalizer", torch.tensor(100.0), persistent=False)
+        # EMA of the number of foreground anchors (Detectron2: start 100, momentum 0.9). Training
+        # state, so it is saved: a run resumed from a checkpoint normalises its losses as the
+        # uninterrupted run would. Checkpoints without it (Detectron2's, which keep it outside the
+        # state dict, and detzoo's from before it was saved) load, leaving the initial 100
+        # (RetinaNet.OPTIONAL_STATE_KEYS).
+        self.register_buffer("loss_normalizer", torch.tensor(100.0), persistent=True)
 
     @torch.no_grad()
     def label_anchors(

@@ -36,7 +36,15 @@ class RetinaNet(DetectionModel):
         score_thresh, topk_candidates, nms_thresh, detections_per_image: test-time decoding;
             they apply to ``outputs`` too when it is given.
         **kwargs: :class:`~detzoo.models.base.DetectionModel` arguments.
+
+    The running loss normaliser (``outputs.loss_normalizer``, Detectron2's EMA of the foreground
+    anchor count) is saved with the weights, so a resumed fit goes on exactly; checkpoints without
+    it (Detectron2's, detzoo's from before it was saved) still load strictly, leaving its initial
+    100 (:attr:`OPTIONAL_STATE_KEYS`).
     """
+
+    #: state-dict keys (regexes) a checkpoint may lack; the model keeps its own values for them
+    OPTIONAL_STATE_KEYS = (r"^outputs\.loss_normalizer$",)
 
     def __init__(
         self,
@@ -80,6 +88,15 @@ class RetinaNet(DetectionModel):
             nms_thresh=nms_thresh,
             detections_per_image=detections_per_image,
         )
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        # a Lightning checkpoint from before the normaliser was saved: Lightning's strict load
+        # (resuming a fit, load_from_checkpoint) would refuse it; it keeps the model's value
+        state = checkpoint.get("state_dict")
+        normaliser = getattr(self.outputs, "loss_normalizer", None)
+        if isinstance(state, dict) and normaliser is not None:
+            state.setdefault("outputs.loss_normalizer", normaliser.detach().clone())
 
     def _dense(
         self, images: ImageList

@@ -4,7 +4,10 @@ detzoo's module names mirror Detectron2's (``backbone.bottom_up.res2.0.conv1.nor
 ``proposal_generator.rpn_head.conv.weight``, ``roi_heads.box_predictor.cls_score.weight``, ...), so
 a Detectron2 model-zoo checkpoint converts by reading it safely, applying the few renames a
 model declares (``DETECTRON2_RENAMES``: ``(regex, replacement)`` pairs) and checking strictly that
-every weight is used, none is missing and every shape matches.
+every weight is used, none is missing and every shape matches. The one exception is training state a
+model declares a checkpoint may lack (``OPTIONAL_STATE_KEYS``: regexes on its state-dict keys, e.g.
+RetinaNet's running loss normaliser, which Detectron2 keeps outside its state dict): absent from a
+file, it keeps the model's own value; present, it must fit and is loaded like any other tensor.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ def weights_of(data: object, source: str) -> dict[str, torch.Tensor]:
     out = {}
     for name, value in data.items():
         if isinstance(value, np.ndarray):
-            value = torch.from_numpy(np.ascontiguousarray(value))
+            # ascontiguousarray makes 0-d arrays 1-d: keep the shape (scalar buffers)
+            value = torch.from_numpy(np.ascontiguousarray(value).reshape(value.shape))
         if not isinstance(value, torch.Tensor):
             raise CheckpointMismatchError(
                 f"{source}: entry {name!r} is a {type(value).__name__}, not an array"
@@ -90,18 +94,29 @@ def rename(
     return out
 
 
+def optional_state_keys(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> list[str]:
+    """The model's state-dict keys that ``weights`` lacks and the model declares a checkpoint may
+    lack (its ``OPTIONAL_STATE_KEYS`` regexes): they keep the model's own values."""
+    patterns = [re.compile(p) for p in getattr(model, "OPTIONAL_STATE_KEYS", ())]
+    return [
+        k for k in model.state_dict() if k not in weights and any(p.search(k) for p in patterns)
+    ]
+
+
 def check_compatible(
     model: nn.Module, weights: Mapping[str, torch.Tensor], source: str, skip: Sequence[str] = ()
 ) -> None:
     """Raises :class:`CheckpointMismatchError` listing every missing, unexpected or misshapen key
-    (keys matching a regex in ``skip`` are not required)."""
+    (keys matching a regex in ``skip`` are not required; the model's optional state, see
+    :func:`optional_state_keys`, may be absent)."""
     expected = model.state_dict()
     skipped = [re.compile(p) for p in skip]
+    optional = set(optional_state_keys(model, weights))
 
     def is_skipped(key: str) -> bool:
         return any(p.search(key) for p in skipped)
 
-    missing = [k for k in expected if k not in weights and not is_skipped(k)]
+    missing = [k for k in expected if k not in weights and not is_skipped(k) and k not in optional]
     unexpected = [k for k in weights if k not in expected and not is_skipped(k)]
     misshapen = [
         f"{k}: checkpoint {tuple(weights[k].shape)} vs model {tuple(expected[k].shape)}"
@@ -130,8 +145,11 @@ def check_compatible(
 
 
 def load_detectron2_weights(model: nn.Module, path: str | Path) -> None:
-    """Loads a Detectron2 checkpoint into ``model`` strictly (every weight used, none missing)."""
+    """Loads a Detectron2 checkpoint into ``model`` strictly (every weight used, none missing but
+    the model's optional state, which keeps its values)."""
     weights = rename(read_checkpoint(path), getattr(model, "DETECTRON2_RENAMES", ()))
     check_compatible(model, weights, str(path))
     expected = model.state_dict()
-    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()}, strict=True)
+    state = {k: v.to(expected[k].dtype) for k, v in weights.items()}
+    state.update({k: expected[k] for k in optional_state_keys(model, weights)})
+    model.load_state_dict(state, strict=True)

@@ -7,7 +7,9 @@ shape differs from the checkpoint's only in the first (output) dimension — the
 a box classifier ``[K + 1, D]``, a class-specific box regressor ``[4K, D]``, RetinaNet's
 classification conv ``[A·K, C, 3, 3]``, a mask predictor ``[K, C, 1, 1]`` — found by shape alone,
 so every model's predictors qualify without declaring them. Those keep the freshly built model's
-initialisation; everything else must load.
+initialisation; everything else must load, but for the training state a model declares a file may
+lack (:func:`detzoo.zoo.detectron2.optional_state_keys`: RetinaNet's running loss normaliser, absent
+from Detectron2's files and from detzoo's written before it was saved), which keeps its value.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from torch import nn
 
 from detzoo.zoo.checkpoints import CheckpointFile
-from detzoo.zoo.detectron2 import check_compatible, rename
+from detzoo.zoo.detectron2 import check_compatible, optional_state_keys, rename
 from detzoo.zoo.imagenet import is_c2_imagenet, is_torchvision_imagenet
 
 log = logging.getLogger("detzoo.zoo")
@@ -85,6 +87,7 @@ def load_weights(
     check_compatible(model, weights, source, skip=skip)
     expected = model.state_dict()
     state = {k: v.to(expected[k].dtype) for k, v in weights.items() if k not in skipped}
+    state.update({k: expected[k] for k in optional_state_keys(model, weights)})
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not re.search(COUNTER, k)]
     if sorted(missing) != sorted(skipped) or result.unexpected_keys:

@@ -36,9 +36,26 @@ def test_frozen_bn_default_is_identity_and_equals_eval_batchnorm():
 
 
 def test_frozen_bn_loads_batchnorm_state_dicts():
-    bn = nn.BatchNorm2d(2)
-    frozen = FrozenBatchNorm2d(2)
-    frozen.load_state_dict(bn.state_dict())  # num_batches_tracked is dropped
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.5, -0.5, 2.0]))
+        bn.bias.copy_(torch.tensor([0.25, 1.0, -3.0]))
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([4.0, 0.25, 9.0]))
+    bn.num_batches_tracked.fill_(7)
+    state = bn.state_dict()
+    frozen = FrozenBatchNorm2d(3)
+    result = frozen.load_state_dict(state)  # strict: num_batches_tracked is dropped, not unexpected
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    assert "num_batches_tracked" in state  # the caller's dict is left whole
+    assert set(frozen.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        torch.testing.assert_close(frozen.state_dict()[name], state[name], rtol=0, atol=0)
+    x = torch.randn(2, 3, 4, 5)
+    torch.testing.assert_close(frozen(x), bn.eval()(x))
+    # any other stray key still fails a strict load
+    with pytest.raises(RuntimeError, match="Unexpected key.*momentum"):
+        FrozenBatchNorm2d(3).load_state_dict({**state, "momentum": torch.tensor(0.1)})
 
 
 def test_get_norm_names():

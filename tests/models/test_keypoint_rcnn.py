@@ -18,6 +18,13 @@ from detzoo.lightning_cli import DetzooCLI
 from detzoo.models import KeypointRCNN
 from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, default_roi_heads
 
+from .reference_metrics import (
+    GroundTruthDetector,
+    assert_logged,
+    predict_val,
+    reference_coco_metrics,
+)
+
 TERMS = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_keypoint"}
 
 
@@ -118,8 +125,11 @@ def test_needs_fpn_and_a_matching_keypoint_head():
 
 @pytest.mark.slow
 def test_lightning_fit_on_shapes_reports_keypoint_ap(tmp_path):
-    """Two training steps and a validation on a tiny shapes keypoint set: box and keypoint AP
-    (with the figure's 13 OKS sigmas) are logged."""
+    """Two training steps and a validation on a tiny shapes keypoint set: the logged box and
+    keypoint AP and AR are pycocotools' COCOeval of the trained model's predictions against the
+    val json, keypoints scored with the figure's 13 OKS sigmas. Two steps in, keypoint AP is 0;
+    so the validation is run again on the ground truth with keypoints moved by 2 px, whose
+    keypoint AP lies strictly between 0 and 1 and depends on the sigmas."""
     torch.manual_seed(0)
     data = ShapesDataModule(
         tmp_path / "shapes",
@@ -149,8 +159,27 @@ def test_lightning_fit_on_shapes_reports_keypoint_ap(tmp_path):
     trainer.fit(model, datamodule=data)
     assert data.val_dataset.keypoint_oks_sigmas == list(KEYPOINT_OKS_SIGMAS)
     metrics = trainer.callback_metrics
-    assert {"val/bbox/AP", "val/keypoints/AP"} <= set(metrics)
-    assert 0.0 <= float(metrics["val/keypoints/AP"]) <= 1.0
+    pairs = predict_val(model, data)
+    assert all(len(pred["boxes"]) for pred, _ in pairs)
+    for iou_type, sigmas in (("bbox", None), ("keypoints", KEYPOINT_OKS_SIGMAS)):
+        reference = reference_coco_metrics(pairs, data.val_dataset, iou_type, oks_sigmas=sigmas)
+        assert_logged(metrics, reference, reference)  # every COCOeval stat
+
+    detector = GroundTruthDetector(data.val_dataset, shift=2.0)
+    model.detect = detector
+    results = trainer.validate(model, datamodule=data, verbose=False)[0]
+    detector.index = 0
+    pairs = predict_val(model, data)
+    reference = reference_coco_metrics(pairs, data.val_dataset, "keypoints", KEYPOINT_OKS_SIGMAS)
+    assert 0.0 < reference["keypoints/AP"] < 1.0 and reference["keypoints/AP50"] == 1.0
+    assert_logged(results, reference, reference)
+    wider = reference_coco_metrics(
+        pairs, data.val_dataset, "keypoints", [2 * s for s in KEYPOINT_OKS_SIGMAS]
+    )
+    assert wider["keypoints/AP"] > reference["keypoints/AP"]  # the sigmas matter
+    box_reference = reference_coco_metrics(pairs, data.val_dataset, "bbox")
+    assert box_reference["bbox/AP"] == 1.0
+    assert_logged(results, box_reference, box_reference)
 
 
 def test_shapes_recipe_evaluates_with_the_figure_sigmas(tmp_path):

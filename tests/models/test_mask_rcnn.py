@@ -2,6 +2,7 @@
 images without objects), predictions with image-size bool masks, rebuilding from its spec, and a
 short Lightning run on ``shapes`` whose validation reports mask AP."""
 
+import lightning as L
 import pytest
 import torch
 
@@ -12,6 +13,12 @@ from detzoo.models import MaskRCNN
 from detzoo.models.postprocess import rescale_detections
 
 from .recipes import fit_shapes_recipe_briefly
+from .reference_metrics import (
+    GroundTruthDetector,
+    assert_logged,
+    predict_val,
+    reference_coco_metrics,
+)
 
 TERMS = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_mask"}
 
@@ -150,10 +157,31 @@ def test_rebuilds_from_its_spec_and_checks_its_mask_head():
 @pytest.mark.slow
 def test_shapes_recipe_fits_and_reports_mask_ap(tmp_path, monkeypatch):
     """The shapes Mask R-CNN recipe through ``detzoo fit``: two steps on a tiny shapes set at a
-    small size, then validation logs box and mask AP."""
+    small size, then validation logs box and mask AP and AR: pycocotools' COCOeval of the trained
+    model's predictions against the val json. Two steps in, mask AP is 0; so the validation is run
+    again on the ground truth, its masks cropped to 28x28 and pasted back by the model as its own
+    mask probabilities would be: box AP 1, mask AP50 1, and mask AP as COCOeval scores the
+    resampled masks."""
     monkeypatch.chdir(tmp_path)
     cli = fit_shapes_recipe_briefly("mask_rcnn_R18_FPN.yaml")
     assert isinstance(cli.model, MaskRCNN)
     metrics = cli.trainer.callback_metrics
-    assert {"val/bbox/AP", "val/segm/AP"} <= set(metrics)
-    assert 0.0 <= float(metrics["val/segm/AP"]) <= 1.0
+    pairs = predict_val(cli.model, cli.datamodule)
+    assert any(len(pred["boxes"]) for pred, _ in pairs)
+    for iou_type in ("bbox", "segm"):
+        reference = reference_coco_metrics(pairs, cli.datamodule.val_dataset, iou_type)
+        assert_logged(metrics, reference, reference)  # every COCOeval stat
+
+    model, datamodule = cli.model, cli.datamodule
+    model.detect = detector = GroundTruthDetector(datamodule.val_dataset)
+    # a Trainer without the recipe's callbacks (which draw predictions: more detect calls)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    results = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
+    detector.index = 0
+    pairs = predict_val(model, datamodule)
+    box = reference_coco_metrics(pairs, datamodule.val_dataset, "bbox")
+    mask = reference_coco_metrics(pairs, datamodule.val_dataset, "segm")
+    assert box["bbox/AP"] == 1.0 and mask["segm/AP50"] == 1.0 and 0.5 < mask["segm/AP"] < 1.0
+    assert_logged(results, {**box, **mask}, {**box, **mask})

@@ -1,12 +1,13 @@
 """``Trainer(precision="bf16-mixed")`` on CPU: a tiny Faster R-CNN trains a few steps under
-autocast (the backbone really runs in bfloat16) with finite float32 losses, validates, and
-predicts float32 detections."""
+autocast (the backbone really runs in bfloat16) with finite float32 losses, validates (its box AP
+is COCOeval's of the bf16 predictions), and predicts float32 detections."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+from .reference_metrics import assert_logged, reference_coco_metrics
 from .test_ddp import quiet_trainer, tiny_faster_rcnn, tiny_shapes_datamodule, write_tiny_shapes
 
 
@@ -39,6 +40,7 @@ def test_bf16_mixed_trains_validates_and_predicts_float32(data):
     )
     datamodule = tiny_shapes_datamodule(data)
     trainer.fit(model, datamodule=datamodule)
+    logged = dict(trainer.callback_metrics)  # predict starts afresh
 
     assert len(seen["losses"]) == 2 and all(seen["autocast"])
     assert set(seen["features"]) == {torch.bfloat16}  # training and validation ran in bf16
@@ -47,11 +49,17 @@ def test_bf16_mixed_trains_validates_and_predicts_float32(data):
         for name, value in losses.items():
             assert value.dtype == torch.float32, name
             assert torch.isfinite(value), name
-    assert 0.0 <= float(trainer.callback_metrics["val/bbox/AP50"]) <= 1.0
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
 
     predictions = [p for batch in trainer.predict(model, datamodule=datamodule) for p in batch]
     assert len(predictions) == 2
+    # predict ran on the validation images, in order, under the same bf16 autocast: the logged
+    # validation box AP is COCOeval's of these detections against the val json
+    dataset = datamodule.val_dataset
+    pairs = [(p, dataset[i][1]) for i, p in enumerate(predictions)]
+    reference = reference_coco_metrics(pairs, dataset, "bbox")
+    assert reference["bbox/AP50"] > 0
+    assert_logged(logged, reference, reference)
     for prediction in predictions:
         assert len(prediction["boxes"]) > 0
         # decoded and scored in float32, as Detectron2 does (bf16 boxes are off by pixels)

@@ -3,7 +3,8 @@ with identical weights, and training in one go equals training up to a checkpoin
 from it (weights, optimizer, schedule, loop position, random states and the position in the
 training data restored) — at an epoch boundary of epoch-based training (``max_epochs``), and in the
 middle of an epoch or at its end with iteration-based training (``max_steps``, as the zoo recipes
-train).
+train). The same holds for a tiny RetinaNet, whose running loss normaliser (the EMA of the
+foreground-anchor count) is training state a checkpoint must carry, and a tiny Mask R-CNN.
 """
 
 from pathlib import Path
@@ -13,7 +14,18 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from detzoo.backbones import FPN, LastLevelMaxPool, LastLevelP6P7, ResNet
+from detzoo.heads.anchors import AnchorGenerator
+from detzoo.heads.box_head import ConvFCHead
+from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
+from detzoo.heads.mask_head import MaskRCNNConvUpsampleHead
+from detzoo.heads.poolers import ROIPooler
+from detzoo.heads.roi_heads import StandardROIHeads
+from detzoo.heads.rpn import RPN, RPNHead
+from detzoo.models import MaskRCNN, RetinaNet
 from detzoo.models.base import CHECKPOINT_RNG_KEY
+from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, FPN_RPN_LEVELS
+from detzoo.zoo import load_checkpoint
 
 from .test_ddp import quiet_trainer, tiny_faster_rcnn, tiny_shapes_datamodule, write_tiny_shapes
 
@@ -83,12 +95,15 @@ class _RecordBatches(L.Callback):
         self.batches.append((trainer.global_step, [t["image_id"] for t in targets], checksum))
 
 
-def _fit_steps(data: Path, steps: int, ckpt_dir: Path | None = None, ckpt_path=None):
-    """A run seeded with 0 to global step ``steps`` (``max_steps``; 3 one-image batches per
-    epoch, random flips), resumed from ``ckpt_path`` when given, saving ``last.ckpt`` at its
-    last step into ``ckpt_dir`` when given; its final weights and the batches it trained on."""
+def _fit_steps(
+    data: Path, steps: int, ckpt_dir: Path | None = None, ckpt_path=None, build=tiny_faster_rcnn
+):
+    """A run of the model ``build()`` makes, seeded with 0, to global step ``steps``
+    (``max_steps``; 3 one-image batches per epoch, random flips), resumed from ``ckpt_path`` when
+    given, saving ``last.ckpt`` at its last step into ``ckpt_dir`` when given; its final state
+    dict and the batches it trained on."""
     L.seed_everything(0)
-    model = tiny_faster_rcnn()
+    model = build()
     record = _RecordBatches()
     callbacks = [record]
     if ckpt_dir is not None:
@@ -123,3 +138,105 @@ def test_resuming_iteration_based_training_anywhere_in_an_epoch(three_images, st
     resumed, resumed_batches = _fit_steps(three_images, total, ckpt_path=tmp_path / "last.ckpt")
     assert resumed_batches == batches[stop:]  # the same images, augmented alike, in order
     _assert_same(resumed, weights)
+
+
+def tiny_retinanet(num_classes: int = 7) -> RetinaNet:
+    """RetinaNet on the quarter-width ResNet-18 of :func:`tiny_faster_rcnn` (BatchNorm), a
+    32-channel FPN with P6/P7 from res5 and Detectron2's default anchors (32-512 px)."""
+    resnet = ResNet(
+        18,
+        norm="BN",
+        freeze_at=0,
+        stem_out_channels=16,
+        res2_out_channels=16,
+        out_features=["res3", "res4", "res5"],
+    )
+    fpn = FPN(resnet, ["res3", "res4", "res5"], 32, top_block=LastLevelP6P7(128, 32))
+    return RetinaNet(fpn, num_classes)
+
+
+def tiny_mask_rcnn(num_classes: int = 7) -> MaskRCNN:
+    """:func:`tiny_faster_rcnn` with a mask branch: 14x14 pooling, one 16-channel conv, 28x28
+    masks."""
+    resnet = ResNet(18, norm="BN", freeze_at=0, stem_out_channels=16, res2_out_channels=16)
+    backbone = FPN(resnet, out_channels=32, top_block=LastLevelMaxPool())
+    strides = [backbone.output_shape()[f].stride for f in FPN_RPN_LEVELS]
+    anchors = AnchorGenerator([[16], [32], [64], [128], [256]], [[0.5, 1.0, 2.0]], strides)
+    rpn = RPN(
+        FPN_RPN_LEVELS,
+        RPNHead(32, 3),
+        anchors,
+        batch_size_per_image=64,
+        pre_nms_topk=(200, 1000),
+        post_nms_topk=(100, 1000),
+    )
+    scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    roi_heads = StandardROIHeads(
+        FPN_ROI_LEVELS,
+        ROIPooler(7, scales, sampling_ratio=0),
+        ConvFCHead((32, 7, 7), fc_dims=(64, 64)),
+        FastRCNNOutputLayers(64, num_classes),
+        mask_head=MaskRCNNConvUpsampleHead(
+            FPN_ROI_LEVELS,
+            ROIPooler(14, scales, sampling_ratio=0),
+            32,
+            num_classes,
+            num_conv=1,
+            conv_dim=16,
+        ),
+        batch_size_per_image=64,
+    )
+    return MaskRCNN(backbone, num_classes, rpn=rpn, roi_heads=roi_heads)
+
+
+@pytest.mark.parametrize("build", [tiny_retinanet, tiny_mask_rcnn], ids=["retinanet", "mask_rcnn"])
+def test_resuming_retinanet_and_mask_rcnn_gives_the_same_weights(three_images, build, tmp_path):
+    """4 steps in one go equal 2 steps, a checkpoint, and 2 more steps resumed from it: every
+    parameter and buffer alike (RetinaNet's loss normaliser included)."""
+    total, stop = 4, 2
+    weights, batches = _fit_steps(three_images, total, build=build)
+    first, _ = _fit_steps(three_images, stop, ckpt_dir=tmp_path, build=build)
+    with pytest.raises(AssertionError):
+        _assert_same(first, weights)  # two steps alone are not the end result
+    resumed, resumed_batches = _fit_steps(
+        three_images, total, ckpt_path=tmp_path / "last.ckpt", build=build
+    )
+    assert resumed_batches == batches[stop:]
+    _assert_same(resumed, weights)
+    if build is tiny_retinanet:
+        # the normaliser moved off its initial 100 and is in the state the checkpoint carries
+        state = torch.load(tmp_path / "last.ckpt", weights_only=True)["state_dict"]
+        torch.testing.assert_close(
+            state["outputs.loss_normalizer"], first["outputs.loss_normalizer"], rtol=0, atol=0
+        )
+        assert float(first["outputs.loss_normalizer"]) != 100.0
+        assert float(weights["outputs.loss_normalizer"]) != float(first["outputs.loss_normalizer"])
+
+
+def test_a_retinanet_checkpoint_without_its_normaliser_still_resumes_and_loads(
+    three_images, tmp_path
+):
+    """A Lightning checkpoint written before the normaliser was saved resumes (Lightning's strict
+    load would refuse it) and loads for prediction, the normaliser restarting at 100 as it did then.
+    The foreground counts of the steps after the checkpoint depend on the anchors and boxes only,
+    so the resumed run's normaliser is the uninterrupted run's with the checkpoint's value swapped
+    for 100: ``0.9 ** steps`` times their difference apart."""
+    key = "outputs.loss_normalizer"
+    total, stop = 4, 2
+    weights, _ = _fit_steps(three_images, total, build=tiny_retinanet)
+    first, _ = _fit_steps(three_images, stop, ckpt_dir=tmp_path, build=tiny_retinanet)
+    checkpoint = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    del checkpoint["state_dict"][key]
+    old = tmp_path / "old.ckpt"
+    torch.save(checkpoint, old)
+    resumed, _ = _fit_steps(three_images, total, ckpt_path=old, build=tiny_retinanet)
+    expected = weights[key] - 0.9 ** (total - stop) * (first[key] - 100.0)
+    torch.testing.assert_close(resumed[key], expected)
+    assert float(resumed[key]) != float(weights[key])
+
+    for loaded in (RetinaNet.load_from_checkpoint(old, map_location="cpu"), load_checkpoint(old)):
+        assert float(loaded.outputs.loss_normalizer) == 100.0
+        state = loaded.state_dict()
+        for name, value in checkpoint["state_dict"].items():
+            if not name.endswith("num_batches_tracked"):  # never read; zoo loading skips them
+                torch.testing.assert_close(state[name], value, rtol=0, atol=0, msg=name)

@@ -1,5 +1,6 @@
-"""One optimisation step of each detector on tiny images: every loss term present, finite, and
-producing gradients; images without objects train too; eval returns DESIGN.md prediction dicts."""
+"""One optimisation step of each detector on tiny images: every loss term present and finite, a
+non-zero gradient for every trainable parameter and none for the frozen stem and res2; images
+without objects train too; eval returns DESIGN.md prediction dicts."""
 
 import pytest
 import torch
@@ -9,19 +10,25 @@ from detzoo.models.faster_rcnn import FasterRCNN
 from detzoo.models.retinanet import RetinaNet
 
 
-def _faster_rcnn_fpn(num_classes: int = 3):
+def _faster_rcnn_fpn(num_classes: int = 3, freeze_at: int = 0):
     return FasterRCNN(
-        FPN(ResNet(18, norm="BN", freeze_at=0), out_channels=32, top_block=LastLevelMaxPool()),
+        FPN(
+            ResNet(18, norm="BN", freeze_at=freeze_at),
+            out_channels=32,
+            top_block=LastLevelMaxPool(),
+        ),
         num_classes=num_classes,
     )
 
 
-def _faster_rcnn_c4():
-    return FasterRCNN(ResNet(18, norm="BN", freeze_at=0, out_features=["res4"]), num_classes=3)
+def _faster_rcnn_c4(freeze_at: int = 0):
+    return FasterRCNN(
+        ResNet(18, norm="BN", freeze_at=freeze_at, out_features=["res4"]), num_classes=3
+    )
 
 
-def _retinanet():
-    resnet = ResNet(18, norm="BN", freeze_at=0, out_features=["res3", "res4", "res5"])
+def _retinanet(freeze_at: int = 0):
+    resnet = ResNet(18, norm="BN", freeze_at=freeze_at, out_features=["res3", "res4", "res5"])
     fpn = FPN(
         resnet,
         in_features=["res3", "res4", "res5"],
@@ -64,7 +71,7 @@ def _batch():
 def test_training_step_and_prediction(name):
     torch.manual_seed(0)
     build, terms = MODELS[name]
-    model = build()
+    model = build(freeze_at=2)  # Detectron2's default: the stem and res2 frozen
     model.log = lambda *a, **k: None
     model.train()
     images, targets = _batch()
@@ -73,8 +80,20 @@ def test_training_step_and_prediction(name):
     assert all(torch.isfinite(v) for v in losses.values())
     total = model.training_step((images, targets), 0)
     total.backward()
-    grads = [p.grad for p in model.parameters() if p.requires_grad]
-    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    resnet = getattr(model.backbone, "bottom_up", model.backbone)
+    frozen_ids = {id(p) for stage in (resnet.stem, resnet.res2) for p in stage.parameters()}
+    frozen = [n for n, p in model.named_parameters() if id(p) in frozen_ids]
+    trainable = [n for n, p in model.named_parameters() if id(p) not in frozen_ids]
+    assert frozen and trainable
+    params = dict(model.named_parameters())
+    assert not any(params[n].requires_grad for n in frozen)
+    assert all(params[n].requires_grad for n in trainable)
+    # the frozen stages get no gradient at all; every other parameter (backbone, FPN, RPN, box
+    # head and predictor, RetinaNet's head) a non-zero, finite one
+    assert [n for n in frozen if params[n].grad is not None] == []
+    no_grad = [n for n in trainable if params[n].grad is None or not params[n].grad.any()]
+    assert no_grad == []
+    assert all(torch.isfinite(params[n].grad).all() for n in trainable)
 
     model.eval()
     with torch.no_grad():
