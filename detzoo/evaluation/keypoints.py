@@ -23,7 +23,7 @@ COCO_PERSON_OKS_SIGMAS: tuple[float, ...] = tuple(
 )
 
 # COCOeval.stats for keypoints, in its order: AP and AR over OKS 0.50:0.95 at 20 detections
-_STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+KEYPOINT_STAT_KEYS = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
 class KeypointEvaluator:
@@ -112,13 +112,13 @@ class KeypointEvaluator:
         images = all_gather_list(self._images)
         results = self._coco_results(images)
         if not results:  # Detectron2 reports nan when the model predicted nothing
-            return {f"keypoints/{k}": math.nan for k in _STAT_KEYS}
+            return {f"keypoints/{k}": math.nan for k in KEYPOINT_STAT_KEYS}
         coco_eval = run_cocoeval(
             self._coco_ground_truth(images), results, "keypoints", oks_sigmas=self.oks_sigmas
         )
         return {
             f"keypoints/{k}": float(v) if v >= 0 else math.nan
-            for k, v in zip(_STAT_KEYS, coco_eval.stats)
+            for k, v in zip(KEYPOINT_STAT_KEYS, coco_eval.stats)
         }
 
     def reset(self) -> None:

@@ -8,11 +8,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detzoo.evaluation import CocoEvaluator
+from detzoo.evaluation.coco import COCO_STAT_KEYS
 
 from . import scenes
 
-# COCOeval.stats, in order
-STAT_KEYS = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl"]
+STAT_KEYS = COCO_STAT_KEYS  # COCOeval.stats, in order
 
 
 def _cocoeval_direct(iou_type: str) -> dict[str, float]:

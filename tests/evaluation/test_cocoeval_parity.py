@@ -18,6 +18,8 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from detzoo.evaluation import CocoEvaluator, KeypointEvaluator
+from detzoo.evaluation.coco import COCO_STAT_KEYS
+from detzoo.evaluation.keypoints import KEYPOINT_STAT_KEYS
 
 SIZE = 160
 SIDES = {"small": 20, "medium": 50, "large": 120}  # areas 400, 2500, 14400 px²
@@ -29,21 +31,6 @@ COUNTS = {  # ground truths per (category, area range)
     (1, "medium"): 1,
     (1, "large"): 5,
 }
-COCO_STATS = [
-    "AP",
-    "AP50",
-    "AP75",
-    "APs",
-    "APm",
-    "APl",
-    "AR1",
-    "AR10",
-    "AR100",
-    "ARs",
-    "ARm",
-    "ARl",
-]
-KEYPOINT_STATS = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 OKS_SIGMAS = [0.05, 0.08, 0.1]
 
 
@@ -197,7 +184,7 @@ def test_coco_evaluator_gives_cocoevals_12_stats(backend, seed):
     evaluator.update(tm_preds, tm_targets)
     results = evaluator.compute()
     for iou_type in ("bbox", "segm"):
-        _assert_stats(results, iou_type, COCO_STATS, _cocoeval_stats(targets, preds, iou_type))
+        _assert_stats(results, iou_type, COCO_STAT_KEYS, _cocoeval_stats(targets, preds, iou_type))
     # recall lands on the thresholds and precision varies: the scene is not degenerate
     assert 0.1 < results["bbox/AP"] < 0.9
 
@@ -210,5 +197,5 @@ def test_keypoint_evaluator_gives_cocoevals_10_stats(seed):
     evaluator.update(tm_preds, tm_targets)
     results = evaluator.compute()
     _assert_stats(
-        results, "keypoints", KEYPOINT_STATS, _cocoeval_stats(targets, preds, "keypoints")
+        results, "keypoints", KEYPOINT_STAT_KEYS, _cocoeval_stats(targets, preds, "keypoints")
     )

@@ -23,40 +23,12 @@ import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from detzoo.evaluation.coco import COCO_STAT_KEYS
+from detzoo.evaluation.keypoints import KEYPOINT_STAT_KEYS
 from detzoo.structures import crop_and_resize_bitmasks
 
 #: COCOeval.stats names, in its order (Detectron2's key names)
-COCO_STATS = {
-    "bbox": (
-        "AP",
-        "AP50",
-        "AP75",
-        "APs",
-        "APm",
-        "APl",
-        "AR1",
-        "AR10",
-        "AR100",
-        "ARs",
-        "ARm",
-        "ARl",
-    ),
-    "segm": (
-        "AP",
-        "AP50",
-        "AP75",
-        "APs",
-        "APm",
-        "APl",
-        "AR1",
-        "AR10",
-        "AR100",
-        "ARs",
-        "ARm",
-        "ARl",
-    ),
-    "keypoints": ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"),
-}
+COCO_STATS = {"bbox": COCO_STAT_KEYS, "segm": COCO_STAT_KEYS, "keypoints": KEYPOINT_STAT_KEYS}
 
 
 class GroundTruthDetector:

@@ -27,6 +27,7 @@ from detzoo.data.synthetic import write_shapes_dataset
 from detzoo.heads.anchors import AnchorGenerator
 from detzoo.heads.box_head import ConvFCHead
 from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
+from detzoo.heads.mask_head import MaskRCNNConvUpsampleHead
 from detzoo.heads.poolers import ROIPooler
 from detzoo.heads.roi_heads import StandardROIHeads
 from detzoo.heads.rpn import RPN, RPNHead
@@ -36,12 +37,9 @@ REPO = Path(__file__).resolve().parents[2]
 NUM_TRAIN, NUM_VAL = 8, 5
 
 
-def tiny_faster_rcnn(num_classes: int = 7, **kwargs) -> FasterRCNN:
-    """Faster R-CNN on a quarter-width ResNet-18 + 32-channel FPN with BatchNorm (so sync BN and
-    running statistics are exercised), anchors 16-256 px, few training proposals and ROIs and a
-    64-d box head: a few hundred ms per step of two ~100 px images. Test-time proposals are
-    Detectron2's 1000, so that even an untrained model scores some AP with ``score_thresh=0``.
-    ``kwargs`` go to :class:`FasterRCNN`."""
+def tiny_rcnn_parts(num_classes: int = 7, with_mask: bool = False) -> dict:
+    """``backbone``, ``rpn`` and ``roi_heads`` of :func:`tiny_faster_rcnn`; ``with_mask`` adds a
+    mask branch (14x14 pooling, one 16-channel conv, 28x28 masks) for a Mask R-CNN."""
     resnet = ResNet(18, norm="BN", freeze_at=0, stem_out_channels=16, res2_out_channels=16)
     backbone = FPN(resnet, out_channels=32, top_block=LastLevelMaxPool())
     strides = [backbone.output_shape()[f].stride for f in FPN_RPN_LEVELS]
@@ -54,14 +52,37 @@ def tiny_faster_rcnn(num_classes: int = 7, **kwargs) -> FasterRCNN:
         pre_nms_topk=(200, 1000),
         post_nms_topk=(100, 1000),
     )
+    scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
+    mask_head = (
+        MaskRCNNConvUpsampleHead(
+            FPN_ROI_LEVELS,
+            ROIPooler(14, scales, sampling_ratio=0),
+            32,
+            num_classes,
+            num_conv=1,
+            conv_dim=16,
+        )
+        if with_mask
+        else None
+    )
     roi_heads = StandardROIHeads(
         FPN_ROI_LEVELS,
-        ROIPooler(7, [1 / 4, 1 / 8, 1 / 16, 1 / 32], sampling_ratio=0),
+        ROIPooler(7, scales, sampling_ratio=0),
         ConvFCHead((32, 7, 7), fc_dims=(64, 64)),
         FastRCNNOutputLayers(64, num_classes),
+        mask_head=mask_head,
         batch_size_per_image=64,
     )
-    return FasterRCNN(backbone, num_classes, rpn=rpn, roi_heads=roi_heads, **kwargs)
+    return {"backbone": backbone, "rpn": rpn, "roi_heads": roi_heads}
+
+
+def tiny_faster_rcnn(num_classes: int = 7, **kwargs) -> FasterRCNN:
+    """Faster R-CNN on a quarter-width ResNet-18 + 32-channel FPN with BatchNorm (so sync BN and
+    running statistics are exercised), anchors 16-256 px, few training proposals and ROIs and a
+    64-d box head: a few hundred ms per step of two ~100 px images. Test-time proposals are
+    Detectron2's 1000, so that even an untrained model scores some AP with ``score_thresh=0``.
+    ``kwargs`` go to :class:`FasterRCNN`."""
+    return FasterRCNN(num_classes=num_classes, **tiny_rcnn_parts(num_classes), **kwargs)
 
 
 def write_tiny_shapes(root: Path, num_train: int = NUM_TRAIN, num_val: int = NUM_VAL) -> Path:

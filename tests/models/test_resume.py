@@ -14,20 +14,18 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from detzoo.backbones import FPN, LastLevelMaxPool, LastLevelP6P7, ResNet
-from detzoo.heads.anchors import AnchorGenerator
-from detzoo.heads.box_head import ConvFCHead
-from detzoo.heads.fast_rcnn import FastRCNNOutputLayers
-from detzoo.heads.mask_head import MaskRCNNConvUpsampleHead
-from detzoo.heads.poolers import ROIPooler
-from detzoo.heads.roi_heads import StandardROIHeads
-from detzoo.heads.rpn import RPN, RPNHead
+from detzoo.backbones import FPN, LastLevelP6P7, ResNet
 from detzoo.models import MaskRCNN, RetinaNet
 from detzoo.models.base import CHECKPOINT_RNG_KEY
-from detzoo.models.faster_rcnn import FPN_ROI_LEVELS, FPN_RPN_LEVELS
 from detzoo.zoo import load_checkpoint
 
-from .test_ddp import quiet_trainer, tiny_faster_rcnn, tiny_shapes_datamodule, write_tiny_shapes
+from .test_ddp import (
+    quiet_trainer,
+    tiny_faster_rcnn,
+    tiny_rcnn_parts,
+    tiny_shapes_datamodule,
+    write_tiny_shapes,
+)
 
 #: 2 training images, one per batch
 STEPS_PER_EPOCH = 2
@@ -156,37 +154,8 @@ def tiny_retinanet(num_classes: int = 7) -> RetinaNet:
 
 
 def tiny_mask_rcnn(num_classes: int = 7) -> MaskRCNN:
-    """:func:`tiny_faster_rcnn` with a mask branch: 14x14 pooling, one 16-channel conv, 28x28
-    masks."""
-    resnet = ResNet(18, norm="BN", freeze_at=0, stem_out_channels=16, res2_out_channels=16)
-    backbone = FPN(resnet, out_channels=32, top_block=LastLevelMaxPool())
-    strides = [backbone.output_shape()[f].stride for f in FPN_RPN_LEVELS]
-    anchors = AnchorGenerator([[16], [32], [64], [128], [256]], [[0.5, 1.0, 2.0]], strides)
-    rpn = RPN(
-        FPN_RPN_LEVELS,
-        RPNHead(32, 3),
-        anchors,
-        batch_size_per_image=64,
-        pre_nms_topk=(200, 1000),
-        post_nms_topk=(100, 1000),
-    )
-    scales = [1 / 4, 1 / 8, 1 / 16, 1 / 32]
-    roi_heads = StandardROIHeads(
-        FPN_ROI_LEVELS,
-        ROIPooler(7, scales, sampling_ratio=0),
-        ConvFCHead((32, 7, 7), fc_dims=(64, 64)),
-        FastRCNNOutputLayers(64, num_classes),
-        mask_head=MaskRCNNConvUpsampleHead(
-            FPN_ROI_LEVELS,
-            ROIPooler(14, scales, sampling_ratio=0),
-            32,
-            num_classes,
-            num_conv=1,
-            conv_dim=16,
-        ),
-        batch_size_per_image=64,
-    )
-    return MaskRCNN(backbone, num_classes, rpn=rpn, roi_heads=roi_heads)
+    """:func:`tiny_faster_rcnn` with a mask branch."""
+    return MaskRCNN(num_classes=num_classes, **tiny_rcnn_parts(num_classes, with_mask=True))
 
 
 @pytest.mark.parametrize("build", [tiny_retinanet, tiny_mask_rcnn], ids=["retinanet", "mask_rcnn"])
