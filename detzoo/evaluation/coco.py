@@ -179,7 +179,8 @@ def _ground_truth_json(images: list[tuple[dict, dict]], iou_type: str) -> dict:
             computed = np.asarray([mask_util.area(rle) for rle in target["rles"]], np.float64)
         else:
             computed = target["boxes"][:, 2] * target["boxes"][:, 3]
-        areas[areas <= 0] = computed[areas <= 0] if len(computed) else areas[areas <= 0]
+        missing = areas <= 0
+        areas[missing] = computed[missing]
         for j, (box, label, crowd, area) in enumerate(
             zip(
                 target["boxes"].tolist(),
