@@ -40,6 +40,8 @@ from detzoo.models.skipped_images import SkippedImageLog
 from detzoo.models.solver import Solver
 from detzoo.structures.image_list import ImageList
 
+# ``(images, targets)``; detzoo's loaders give a ``detzoo.data.DetectionBatch``, which unpacks the
+# same way and also lists the images skipped as corrupt (``batch.skipped``)
 Batch = tuple[list[torch.Tensor], list[dict]]
 
 #: target fields that are Python lists with one entry per instance (kept aligned with ``boxes``
