@@ -71,17 +71,16 @@ def _preds() -> list[dict[str, torch.Tensor]]:
     ]
 
 
-def _cocoeval_on_json() -> list[float]:
-    """COCOeval on the json a COCO-format keypoint dataset and Detectron2's results would hold."""
-    image_ids = [42, 7]  # arbitrary ids, category id 1: the evaluator must not depend on them
-    annotations, results = [], []
+def gt_annotations(image_ids: list[int], category_id: int) -> list[dict]:
+    """The scene's ground truth as COCO keypoint annotations (XYWH boxes, flat keypoints)."""
+    annotations = []
     for image_id, image in zip(image_ids, GT):
         for (x0, y0, x1, y1), kpts, area, crowd in image:
             annotations.append(
                 {
                     "id": len(annotations) + 1,
                     "image_id": image_id,
-                    "category_id": 1,
+                    "category_id": category_id,
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
                     "area": area,
                     "iscrowd": crowd,
@@ -89,6 +88,13 @@ def _cocoeval_on_json() -> list[float]:
                     "num_keypoints": sum(v > 0 for _, _, v in kpts),
                 }
             )
+    return annotations
+
+
+def _cocoeval_on_json() -> list[float]:
+    """COCOeval on the json a COCO-format keypoint dataset and Detectron2's results would hold."""
+    image_ids = [42, 7]  # arbitrary ids, category id 1: the evaluator must not depend on them
+    annotations, results = gt_annotations(image_ids, 1), []
     for image_id, image in zip(image_ids, PREDS):
         for (x0, y0, x1, y1), score, kpts in image:
             results.append(

@@ -170,21 +170,7 @@ def test_rescoring_the_file_gives_the_evaluators_numbers(tmp_path, iou_type):
 def _write_keypoint_dataset(root: Path) -> Path:
     """test_keypoints' scene as a COCO keypoints json (category id 7, integer pixel coordinates)
     with its images."""
-    annotations = []
-    for image_id, image in enumerate(keypoint_scene.GT):
-        for (x0, y0, x1, y1), kpts, area, crowd in image:
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": 7,
-                    "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": area,
-                    "iscrowd": crowd,
-                    "keypoints": [c for kp in kpts for c in kp],
-                    "num_keypoints": sum(v > 0 for _, _, v in kpts),
-                }
-            )
+    annotations = keypoint_scene.gt_annotations(list(range(len(keypoint_scene.GT))), 7)
     images = [
         {"id": i, "file_name": f"{i}.png", "height": 128, "width": 128}
         for i in range(len(keypoint_scene.GT))
